@@ -1,0 +1,68 @@
+# The book's task runner. Every target sets up .venv by itself (Python 3.11 + pinned packages).
+#   make book   execute the notebooks and build the HTML book into _build/html (the main job)
+#   make test   every check CI runs: lint, notebook hygiene, unit tests, notebooks, strict book build
+#   make lab    JupyterLab for workshops, helpers importable, widgets working
+#   make fix-notebooks   strip outputs, stamp badges and Colab lines from _config.yml
+#   make lock   re-pin requirements-lock.txt after changing requirements.txt
+#   make clean  remove build outputs (keeps .venv)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Notebooks executed in parallel by `make test`; each kernel then limits its threads.
+NOTEBOOK_WORKERS ?= 1
+# Quiet TensorFlow's C++ start-up log everywhere (the helpers set the same default).
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: book test lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
+
+$(STAMP): requirements.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
+	@bash tools/setup_venv.sh $(VENV)
+	@touch $@
+
+web-assets: $(STAMP)
+	@$(PY) tools/web_assets.py
+
+book: $(STAMP) web-assets
+	$(VENV)/bin/jupyter-book build . --builder html
+	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
+
+test: lint hygiene unit notebooks strict-book book-checks
+	@echo "make test: all checks passed"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+hygiene: $(STAMP)
+	$(PY) tools/notebooks.py check
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not book" -q
+
+notebooks: $(STAMP)
+	$(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS)
+
+strict-book: $(STAMP) web-assets
+	$(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
+
+book-checks: $(STAMP)
+	$(PY) -m pytest -m book -q
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+fix-notebooks: $(STAMP)
+	$(PY) tools/notebooks.py fix
+
+lock: $(STAMP)
+	$(PY) -m pip install -q -r requirements.txt
+	@{ head -n 2 requirements-lock.txt; $(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > requirements-lock.txt.new
+	@mv requirements-lock.txt.new requirements-lock.txt
+	@echo "requirements-lock.txt updated"
+
+clean:
+	rm -rf _build

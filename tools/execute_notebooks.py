@@ -1,0 +1,93 @@
+"""Execute every notebook once with nbmake and hand the results to the book build.
+
+The notebooks are copied to `_build/executed/` (so the repository's copies stay clean)
+and run there by nbmake, which names the failing notebook and cell. Each notebook that
+ran cleanly is stored in the Jupyter Book execution cache (`_build/.jupyter_cache`),
+keyed by its code, so the book build that follows renders those outputs instead of
+running the notebook again.
+
+Usage: python tools/execute_notebooks.py [--workers N] [NOTEBOOK ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from jupyter_cache import get_cache
+from jupyter_cache.base import CacheBundleIn
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGE = ROOT / "_build" / "executed"
+CACHE = ROOT / "_build" / ".jupyter_cache"
+
+
+def stage(sources: list[Path]) -> list[Path]:
+    """Copy notebooks/ (with any scripts beside the notebooks) to the staging folder."""
+    target = STAGE / "notebooks"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(ROOT / "notebooks", target, ignore=shutil.ignore_patterns(".ipynb_*"))
+    return [target / path.name for path in sources]
+
+
+def run_nbmake(staged: list[Path], workers: int, timeout: int) -> int:
+    """Run nbmake over the staged notebooks, writing their outputs back; return pytest's code."""
+    command = [sys.executable, "-m", "pytest", "--nbmake", "--overwrite"]
+    command += [f"--nbmake-timeout={timeout}", "-p", "no:cacheprovider", "-q", "--durations=0"]
+    if workers > 1:
+        command += ["-n", str(workers)]
+    return subprocess.run(command + [str(path) for path in staged], cwd=ROOT).returncode
+
+
+def ran_cleanly(nb: nbformat.NotebookNode) -> bool:
+    """Return whether every code cell ran and none shows an error."""
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    return all(
+        cell.execution_count is not None
+        and not any(out.output_type == "error" for out in cell.outputs)
+        for cell in code
+    )
+
+
+def cache_results(sources: list[Path], staged: list[Path]) -> int:
+    """Store each cleanly executed notebook in the book's execution cache; return how many."""
+    cache = get_cache(str(CACHE))
+    stored = 0
+    for source, executed_path in zip(sources, staged, strict=True):
+        executed = nbformat.read(executed_path, as_version=4)
+        if not ran_cleanly(executed):
+            continue
+        for cell in executed.cells:
+            cell.metadata.pop("execution", None)  # timing stamps would change the cache key
+        original = nbformat.read(source, as_version=4)
+        if cache.create_hashable_nb(executed)[1] != cache.create_hashable_nb(original)[1]:
+            raise SystemExit(f"{source}: executed copy differs from the source; not cached")
+        bundle = CacheBundleIn(executed, str(source.resolve()))
+        cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
+        stored += 1
+    return stored
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--workers", type=int, default=1, help="notebooks run in parallel")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    args = parser.parse_args()
+    sources = [p.resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    if not sources:
+        raise SystemExit("error: no notebooks found in notebooks/")
+    staged = stage(sources)
+    code = run_nbmake(staged, args.workers, args.timeout)
+    stored = cache_results(sources, staged)
+    print(f"{stored} of {len(sources)} executed notebooks stored in {CACHE.relative_to(ROOT)}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
