@@ -1,0 +1,114 @@
+"""Checks of the built HTML book (`make test` runs them after the strict build).
+
+They read the pages in _build/html: everything a page loads must come from the book
+itself, math must use the bundled MathJax, widgets the bundled widget manager, search
+must know the book's words, launch buttons must open each notebook's own path, and no
+TensorFlow start-up noise may reach a page.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+
+pytestmark = pytest.mark.book
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+TF_NOISE = ("cpu_feature_guard", "absl::InitializeLog", "oneDNN custom operations")
+
+
+def pages() -> list[Path]:
+    """Return the book's own HTML pages (not search or index pages)."""
+    if not (HTML / "index.html").exists():
+        pytest.fail("no built book in _build/html: run `make strict-book` (or `make book`) first")
+    skip = {"search.html", "genindex.html"}
+    return [p for p in sorted(HTML.rglob("*.html")) if p.name not in skip and "_static" not in p.parts]
+
+
+def soup(page: Path) -> BeautifulSoup:
+    return BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+
+
+def remote(url: str | None) -> bool:
+    return bool(url) and re.match(r"(https?:)?//", url) is not None
+
+
+def test_pages_load_nothing_from_the_network():
+    for page in pages():
+        doc = soup(page)
+        loaded = [tag.get("src") for tag in doc.find_all(["script", "img", "iframe"])]
+        loaded += [
+            link.get("href")
+            for link in doc.find_all("link")
+            if set(link.get("rel", [])) & {"stylesheet", "preload", "icon", "modulepreload"}
+        ]
+        offenders = [url for url in loaded if remote(url)]
+        assert not offenders, f"{page.relative_to(HTML)} loads {offenders}"
+
+
+def local_target(page: Path, url: str) -> Path:
+    return (page.parent / url.split("?")[0].split("#")[0]).resolve()
+
+
+def test_math_uses_the_bundled_mathjax():
+    with_math = [p for p in pages() if soup(p).select(".math")]
+    assert with_math, "no page has math; the check would prove nothing"
+    for page in with_math:
+        scripts = [s.get("src", "") for s in soup(page).find_all("script")]
+        mathjax = [s for s in scripts if s.endswith("mathjax/tex-mml-chtml.js")]
+        assert mathjax, f"{page.relative_to(HTML)} has math but does not load the bundled MathJax"
+        assert local_target(page, mathjax[0]).is_file()
+
+
+def test_widgets_use_the_bundled_widget_manager():
+    with_widgets = [p for p in pages() if "application/vnd.jupyter.widget-view+json" in p.read_text()]
+    assert with_widgets, "no page shows a widget; the check would prove nothing"
+    for page in with_widgets:
+        doc = soup(page)
+        scripts = [s.get("src", "") for s in doc.find_all("script")]
+        manager = [s for s in scripts if s.endswith("html-manager/embed.js")]
+        assert manager, f"{page.relative_to(HTML)} has widgets but no bundled widget manager"
+        assert local_target(page, manager[0]).is_file()
+        state = doc.find("script", type="application/vnd.jupyter.widget-state+json")
+        assert state is not None and '"state"' in state.text, "widget state is not embedded"
+
+
+def test_search_index_knows_the_books_words():
+    index = (HTML / "searchindex.js").read_text()
+    for word in ("gradienttap", "token", "pytorch"):
+        assert f'"{word}' in index, f"search index lacks {word!r}"
+
+
+def test_no_tensorflow_startup_noise_in_pages():
+    for page in pages():
+        text = page.read_text()
+        assert not [n for n in TF_NOISE if n in text], page.relative_to(HTML)
+
+
+def test_launch_buttons_open_each_notebooks_own_path():
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    slug = repo["url"].removeprefix("https://github.com/")
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    for notebook in notebooks:
+        page = HTML / "notebooks" / f"{notebook.stem}.html"
+        links = [a.get("href", "") for a in soup(page).find_all("a")]
+        colab = f"https://colab.research.google.com/github/{slug}/blob/{repo['branch']}/notebooks/{notebook.name}"
+        assert colab in links, f"{page.relative_to(HTML)} has no Colab button for {notebook.name}"
+
+
+def test_framework_tabs_are_synchronised():
+    page = HTML / "book" / "02-core-concepts.html"
+    inputs = soup(page).select("input[data-sync-group]")
+    groups = {i["data-sync-group"] for i in inputs}
+    assert groups == {"framework"} and len(inputs) >= 4, "expected synced framework tab sets"
+
+
+def test_citations_resolve_to_the_bibliography():
+    text = (HTML / "book" / "references.html").read_text()
+    assert "Attention Is All You Need" in text or "TensorFlow" in text

@@ -1,0 +1,129 @@
+"""The notebook hygiene tool: it names the notebook and cell at fault, and `fix` repairs them."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from tools import notebooks as tool
+
+REPO = tool.Repository(url="https://github.com/example/book", branch="main")
+PATH = "notebooks/09z-example.ipynb"
+
+
+def clean_notebook() -> dict:
+    """Return a notebook that passes every hygiene rule for PATH and REPO."""
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": dict(tool.KERNELSPEC)},
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# An example"},
+            {
+                "cell_type": "markdown",
+                "metadata": {"tags": ["remove-cell"]},
+                "source": REPO.badge_row(PATH),
+            },
+            {"cell_type": "markdown", "metadata": {}, "source": "What it teaches."},
+            {
+                "cell_type": "code",
+                "metadata": {"tags": ["setup"]},
+                "source": REPO.colab_lines() + "\nimport helpers\n",
+                "outputs": [],
+                "execution_count": None,
+            },
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "1 + 1",
+                "outputs": [],
+                "execution_count": None,
+            },
+        ],
+    }
+
+
+def test_clean_notebook_has_no_problems():
+    assert tool.problems(clean_notebook(), PATH, REPO) == []
+
+
+def test_badge_urls_point_at_the_notebooks_own_path():
+    row = REPO.badge_row(PATH)
+    assert "https://colab.research.google.com/github/example/book/blob/main/" + PATH in row
+    assert "https://github.com/example/book/raw/main/" + PATH in row
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        (lambda nb: nb["cells"][4].update(execution_count=3), "cell 4 has outputs"),
+        (
+            lambda nb: nb["cells"][4].update(outputs=[{"output_type": "stream", "text": "2"}]),
+            "cell 4 has outputs",
+        ),
+        (lambda nb: nb["metadata"]["kernelspec"].update(name="ir"), "kernelspec must be python3"),
+        (lambda nb: nb["cells"][0].update(source="An example"), "cell 0 must be a Markdown"),
+        (lambda nb: nb["cells"][2].update(source="# Second title"), "exactly one"),
+        (lambda nb: nb["cells"].pop(1), "cell 1 must be the badge row"),
+        (lambda nb: nb["cells"][3]["metadata"].update(tags=[]), "needs the tag 'setup'"),
+        (
+            lambda nb: nb["cells"][3].update(source="import helpers\n"),
+            "must start with the Colab lines",
+        ),
+    ],
+)
+def test_each_problem_is_reported_with_file_and_cell(breakage, expected):
+    nb = clean_notebook()
+    breakage(nb)
+    found = tool.problems(nb, PATH, REPO)
+    assert any(expected in message and message.startswith(PATH) for message in found), found
+
+
+def test_badges_for_another_path_are_rejected():
+    found = tool.problems(clean_notebook(), "notebooks/renamed.ipynb", REPO)
+    assert any("cell 1 must be the badge row" in message for message in found)
+
+
+def test_fix_repairs_a_fresh_notebook():
+    nb = clean_notebook()
+    del nb["cells"][1]  # no badges yet
+    nb["cells"][2]["source"] = "import helpers\n"  # setup cell without Colab lines
+    nb["cells"][3].update(execution_count=7, outputs=[{"output_type": "stream", "text": "2"}])
+    nb["metadata"]["kernelspec"] = {"name": "other"}
+    nb["metadata"]["widgets"] = {"state": {}}
+    repaired = tool.fixed(copy.deepcopy(nb), PATH, REPO)
+    assert tool.problems(repaired, PATH, REPO) == []
+
+
+def test_fix_is_idempotent_and_replaces_a_placeholder():
+    nb = clean_notebook()
+    nb["cells"][1]["source"] = "BADGES"
+    once = tool.fixed(copy.deepcopy(nb), PATH, REPO)
+    twice = tool.fixed(copy.deepcopy(once), PATH, REPO)
+    assert once == twice
+    assert len(once["cells"]) == len(nb["cells"])
+    assert once["cells"][3]["source"].count("%pip install") == 1
+
+
+def test_fix_restamps_when_the_repository_moves():
+    moved = tool.Repository(url="https://github.com/fork/book", branch="dev")
+    nb = tool.fixed(clean_notebook(), PATH, moved)
+    assert tool.problems(nb, PATH, moved) == []
+    assert "fork/book@dev" in nb["cells"][3]["source"]
+
+
+def test_command_line_check_exits_nonzero_and_names_the_file(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool.Repository, "from_config", classmethod(lambda cls: REPO))
+    (tmp_path / "notebooks").mkdir()
+    path = tmp_path / PATH
+    nb = clean_notebook()
+    nb["cells"][4]["execution_count"] = 1
+    path.write_text(json.dumps(nb))
+    assert tool.main(["check", str(path)]) == 1
+    assert f"{PATH}: cell 4 has outputs" in capsys.readouterr().out
+    assert tool.main(["fix", str(path)]) == 0
+    assert tool.main(["check", str(path)]) == 0
