@@ -27,7 +27,9 @@ def pages() -> list[Path]:
     if not (HTML / "index.html").exists():
         pytest.fail("no built book in _build/html: run `make strict-book` (or `make book`) first")
     skip = {"search.html", "genindex.html"}
-    return [p for p in sorted(HTML.rglob("*.html")) if p.name not in skip and "_static" not in p.parts]
+    return [
+        p for p in sorted(HTML.rglob("*.html")) if p.name not in skip and "_static" not in p.parts
+    ]
 
 
 def soup(page: Path) -> BeautifulSoup:
@@ -66,7 +68,9 @@ def test_math_uses_the_bundled_mathjax():
 
 
 def test_widgets_use_the_bundled_widget_manager():
-    with_widgets = [p for p in pages() if "application/vnd.jupyter.widget-view+json" in p.read_text()]
+    with_widgets = [
+        p for p in pages() if "application/vnd.jupyter.widget-view+json" in p.read_text()
+    ]
     assert with_widgets, "no page shows a widget; the check would prove nothing"
     for page in with_widgets:
         doc = soup(page)
