@@ -11,7 +11,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Notebooks executed in parallel by `make test`; each kernel then limits its threads.
+# Notebooks executed in parallel by `make test` (the kernels then share the cores).
 NOTEBOOK_WORKERS ?= 1
 # Quiet TensorFlow's C++ start-up log everywhere (the helpers set the same default).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -65,4 +65,4 @@ lock: $(STAMP)
 	@echo "requirements-lock.txt updated"
 
 clean:
-	rm -rf _build
+	rm -rf _build .executed

@@ -57,12 +57,16 @@ def local_target(page: Path, url: str) -> Path:
     return (page.parent / url.split("?")[0].split("#")[0]).resolve()
 
 
+def script_sources(doc: BeautifulSoup) -> list[str]:
+    """Return the src of each script without its cache-busting query."""
+    return [s.get("src", "").split("?")[0] for s in doc.find_all("script")]
+
+
 def test_math_uses_the_bundled_mathjax():
     with_math = [p for p in pages() if soup(p).select(".math")]
     assert with_math, "no page has math; the check would prove nothing"
     for page in with_math:
-        scripts = [s.get("src", "") for s in soup(page).find_all("script")]
-        mathjax = [s for s in scripts if s.endswith("mathjax/tex-mml-chtml.js")]
+        mathjax = [s for s in script_sources(soup(page)) if s.endswith("mathjax/tex-mml-chtml.js")]
         assert mathjax, f"{page.relative_to(HTML)} has math but does not load the bundled MathJax"
         assert local_target(page, mathjax[0]).is_file()
 
@@ -74,8 +78,7 @@ def test_widgets_use_the_bundled_widget_manager():
     assert with_widgets, "no page shows a widget; the check would prove nothing"
     for page in with_widgets:
         doc = soup(page)
-        scripts = [s.get("src", "") for s in doc.find_all("script")]
-        manager = [s for s in scripts if s.endswith("html-manager/embed.js")]
+        manager = [s for s in script_sources(doc) if s.endswith("html-manager/embed.js")]
         assert manager, f"{page.relative_to(HTML)} has widgets but no bundled widget manager"
         assert local_target(page, manager[0]).is_file()
         state = doc.find("script", type="application/vnd.jupyter.widget-state+json")
@@ -113,6 +116,20 @@ def test_framework_tabs_are_synchronised():
     assert groups == {"framework"} and len(inputs) >= 4, "expected synced framework tab sets"
 
 
-def test_citations_resolve_to_the_bibliography():
-    text = (HTML / "book" / "references.html").read_text()
-    assert "Attention Is All You Need" in text or "TensorFlow" in text
+def test_internal_links_and_anchors_resolve():
+    ids: dict[Path, set[str]] = {}
+    citations = 0
+    for page in pages():
+        for link in soup(page).find_all("a", href=True):
+            href = link["href"]
+            if remote(href) or href.startswith(("mailto:", "javascript:")):
+                continue
+            path, _, anchor = href.partition("#")
+            target = local_target(page, path) if path else page.resolve()
+            assert target.exists(), f"{page.relative_to(HTML)} links to missing {href}"
+            if anchor and target.suffix == ".html":
+                if target not in ids:
+                    ids[target] = {tag["id"] for tag in soup(target).find_all(id=True)}
+                assert anchor in ids[target], f"{page.relative_to(HTML)}: no #{anchor} in {path}"
+            citations += "references.html#" in href
+    assert citations > 0, "no citation links to the bibliography; the check would prove nothing"

@@ -1,10 +1,10 @@
 """Execute every notebook once with nbmake and hand the results to the book build.
 
-The notebooks are copied to `_build/executed/` (so the repository's copies stay clean)
-and run there by nbmake, which names the failing notebook and cell. Each notebook that
-ran cleanly is stored in the Jupyter Book execution cache (`_build/.jupyter_cache`),
-keyed by its code, so the book build that follows renders those outputs instead of
-running the notebook again.
+The notebooks are copied to `.executed/`, so the repository's copies stay clean (nbmake
+refuses any path inside a `_build` folder), and run there by nbmake, which names the
+failing notebook and cell. Each notebook that ran cleanly is stored in the Jupyter Book
+execution cache (`_build/.jupyter_cache`), keyed by its code, so the book build that
+follows renders those outputs instead of running the notebook again.
 
 Usage: python tools/execute_notebooks.py [--workers N] [NOTEBOOK ...]
 """
@@ -12,6 +12,7 @@ Usage: python tools/execute_notebooks.py [--workers N] [NOTEBOOK ...]
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGE = ROOT / "_build" / "executed"
+STAGE = ROOT / ".executed"
 CACHE = ROOT / "_build" / ".jupyter_cache"
 
 
@@ -39,9 +40,14 @@ def run_nbmake(staged: list[Path], workers: int, timeout: int) -> int:
     """Run nbmake over the staged notebooks, writing their outputs back; return pytest's code."""
     command = [sys.executable, "-m", "pytest", "--nbmake", "--overwrite"]
     command += [f"--nbmake-timeout={timeout}", "-p", "no:cacheprovider", "-q", "--durations=0"]
+    env = dict(os.environ)
     if workers > 1:
         command += ["-n", str(workers)]
-    return subprocess.run(command + [str(path) for path in staged], cwd=ROOT).returncode
+        # Share the cores between the kernels instead of oversubscribing them.
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    paths = [str(path) for path in staged]
+    return subprocess.run(command + paths, cwd=ROOT, env=env).returncode
 
 
 def ran_cleanly(nb: nbformat.NotebookNode) -> bool:
@@ -65,7 +71,7 @@ def cache_results(sources: list[Path], staged: list[Path]) -> int:
         for cell in executed.cells:
             cell.metadata.pop("execution", None)  # timing stamps would change the cache key
         original = nbformat.read(source, as_version=4)
-        if cache.create_hashable_nb(executed)[1] != cache.create_hashable_nb(original)[1]:
+        if cache.create_hashed_notebook(executed)[1] != cache.create_hashed_notebook(original)[1]:
             raise SystemExit(f"{source}: executed copy differs from the source; not cached")
         bundle = CacheBundleIn(executed, str(source.resolve()))
         cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
