@@ -111,9 +111,9 @@ def test_launch_buttons_open_each_notebooks_own_path():
 
 def test_framework_tabs_are_synchronised():
     page = HTML / "book" / "02-core-concepts.html"
-    inputs = soup(page).select("input[data-sync-group]")
-    groups = {i["data-sync-group"] for i in inputs}
-    assert groups == {"framework"} and len(inputs) >= 4, "expected synced framework tab sets"
+    tabs = soup(page).select("[data-sync-group]")
+    groups = {tab["data-sync-group"] for tab in tabs}
+    assert groups == {"framework"} and len(tabs) >= 4, "expected synced framework tab sets"
 
 
 def test_internal_links_and_anchors_resolve():

@@ -127,3 +127,12 @@ def test_command_line_check_exits_nonzero_and_names_the_file(tmp_path: Path, cap
     assert f"{PATH}: cell 4 has outputs" in capsys.readouterr().out
     assert tool.main(["fix", str(path)]) == 0
     assert tool.main(["check", str(path)]) == 0
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"cells": "not a list", "nbformat": 4}'])
+def test_an_invalid_notebook_is_named(tmp_path: Path, monkeypatch, text: str):
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    path = tmp_path / "broken.ipynb"
+    path.write_text(text)
+    with pytest.raises(SystemExit, match=r"broken\.ipynb: not a valid notebook"):
+        tool.read(path)

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,11 +175,14 @@ def _without_colab_lines(text: str) -> str:
 
 
 def read(path: Path) -> dict:
-    """Read a notebook as plain JSON (nbformat 4), failing with its name if it is not JSON."""
+    """Read a notebook as plain JSON, failing with its name if it is not a valid nbformat 4."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise SystemExit(f"{relative(path)}: not valid notebook JSON ({error})") from error
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        nbformat.validate(nbformat.from_dict(nb))
+    except (json.JSONDecodeError, nbformat.ValidationError) as error:
+        message = str(error).splitlines()[0]
+        raise SystemExit(f"{relative(path)}: not a valid notebook ({message})") from error
+    return nb
 
 
 def write(path: Path, nb: dict) -> None:

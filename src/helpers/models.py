@@ -177,5 +177,12 @@ def load_text_model(
     options = {"trust_remote_code": False, "local_files_only": source.verified}
     tokenizer = transformers.AutoTokenizer.from_pretrained(source.location, **options)
     model_class = getattr(transformers, _TASKS[task])
-    model = model_class.from_pretrained(source.location, **options, **model_kwargs)
+    # A local 90 MB model loads in well under a second: its progress bar is only noise.
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        model = model_class.from_pretrained(source.location, **options, **model_kwargs)
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     return tokenizer, model.eval()
