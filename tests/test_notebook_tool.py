@@ -16,7 +16,7 @@ PATH = "notebooks/09z-example.ipynb"
 
 def clean_notebook() -> dict:
     """Return a notebook that passes every hygiene rule for PATH and REPO."""
-    return {
+    nb = {
         "nbformat": 4,
         "nbformat_minor": 5,
         "metadata": {"kernelspec": dict(tool.KERNELSPEC)},
@@ -44,6 +44,9 @@ def clean_notebook() -> dict:
             },
         ],
     }
+    for number, cell in enumerate(nb["cells"]):
+        cell["id"] = f"cell-{number}"
+    return nb
 
 
 def test_clean_notebook_has_no_problems():
