@@ -50,23 +50,31 @@ def run_nbmake(staged: list[Path], workers: int, timeout: int) -> int:
     return subprocess.run(command + paths, cwd=ROOT, env=env).returncode
 
 
-def ran_cleanly(nb: nbformat.NotebookNode) -> bool:
-    """Return whether every code cell ran and none shows an error."""
-    code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    return all(
-        cell.execution_count is not None
-        and not any(out.output_type == "error" for out in cell.outputs)
-        for cell in code
-    )
+def failure(nb: nbformat.NotebookNode) -> str | None:
+    """Return where an executed notebook stopped ("cell N: error"), or None if it ran cleanly."""
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        errors = [out for out in cell.outputs if out.output_type == "error"]
+        if errors:
+            return f"cell {index}: {errors[0].ename}: {errors[0].evalue}"
+        if cell.execution_count is None and cell.source.strip():
+            return f"cell {index}: not executed (an earlier cell timed out or the kernel died)"
+    return None
 
 
 def cache_results(sources: list[Path], staged: list[Path]) -> int:
-    """Store each cleanly executed notebook in the book's execution cache; return how many."""
+    """Store each cleanly executed notebook in the book's execution cache; return how many.
+
+    A notebook that failed is named with its failing cell instead.
+    """
     cache = get_cache(str(CACHE))
     stored = 0
     for source, executed_path in zip(sources, staged, strict=True):
         executed = nbformat.read(executed_path, as_version=4)
-        if not ran_cleanly(executed):
+        where = failure(executed)
+        if where is not None:
+            print(f"FAILED {os.path.relpath(source, ROOT)}, {where}")
             continue
         for cell in executed.cells:
             cell.metadata.pop("execution", None)  # timing stamps would change the cache key
