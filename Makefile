@@ -16,11 +16,13 @@ NOTEBOOK_WORKERS ?= 1
 # Quiet TensorFlow's C++ start-up log everywhere (the helpers set the same default).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# Each long step reports its wall time (bash's `time`), so slow steps are easy to spot.
+export TIMEFORMAT := [time] %R s
 
 .PHONY: book test lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
-	@bash tools/setup_venv.sh $(VENV)
+	@echo "[step] install"; time bash tools/setup_venv.sh $(VENV)
 	@touch $@
 
 web-assets: $(STAMP)
@@ -41,13 +43,13 @@ hygiene: $(STAMP)
 	$(PY) tools/notebooks.py check
 
 unit: $(STAMP)
-	$(PY) -m pytest -m "not book" -q
+	@echo "[step] unit tests"; time $(PY) -m pytest -m "not book" -q
 
 notebooks: $(STAMP)
-	$(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS)
+	@echo "[step] notebooks"; time $(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS)
 
 strict-book: $(STAMP) web-assets
-	$(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
+	@echo "[step] strict book build"; time $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 
 book-checks: $(STAMP)
 	$(PY) -m pytest -m book -q

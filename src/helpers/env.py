@@ -255,8 +255,8 @@ class EnvironmentInfo:
             rows.append((info.name, info.version or "not installed", info.build, devices))
         widths = [max(len(row[column]) for row in rows) for column in range(3)]
         lines = [
-            f"Python {self.python} on {self.platform}, {self.cpu_count} CPUs, "
-            f"CUDA_VISIBLE_DEVICES {visible}"
+            f"Python {self.python}, {self.cpu_count} CPUs, CUDA_VISIBLE_DEVICES {visible}",
+            f"Platform {self.platform}",
         ]
         for row in rows:
             cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
