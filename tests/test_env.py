@@ -142,14 +142,15 @@ def test_environment_info_defaults_and_text():
     assert [framework.name for framework in info.frameworks] == ["torch", "tensorflow"]
     text = info.as_text()
     lines = text.splitlines()
-    assert lines[0].startswith(f"Python {info.python} on ")
-    assert lines[1].split() == ["framework", "version", "build", "devices"]
-    for framework, line in zip(info.frameworks, lines[2:], strict=True):
+    assert lines[0].startswith(f"Python {info.python}, ")
+    assert lines[1] == f"Platform {info.platform}"
+    assert lines[2].split() == ["framework", "version", "build", "devices"]
+    for framework, line in zip(info.frameworks, lines[3:], strict=True):
         assert line.startswith(framework.name)
         assert framework.version in line
     # aligned: the version column starts at the same offset on every table line
     versions = ["version", *(framework.version for framework in info.frameworks)]
-    assert len({line.index(v) for line, v in zip(lines[1:], versions, strict=True)}) == 1
+    assert len({line.index(v) for line, v in zip(lines[2:], versions, strict=True)}) == 1
 
 
 def test_environment_info_reports_missing_framework(monkeypatch):
