@@ -72,6 +72,7 @@ def test_badge_urls_point_at_the_notebooks_own_path():
         (lambda nb: nb["cells"][2].update(source="# Second title"), "exactly one"),
         (lambda nb: nb["cells"].pop(1), "cell 1 must be the badge row"),
         (lambda nb: nb["cells"][3]["metadata"].update(tags=[]), "needs the tag 'setup'"),
+        (lambda nb: nb["cells"][4]["metadata"].update(tags=["solution"]), "tag it 'hide-input'"),
         (
             lambda nb: nb["cells"][3].update(source="import helpers\n"),
             "must start with the Colab lines",

@@ -2,7 +2,8 @@
 
 `check` fails, naming the notebook and the cell, when a notebook has outputs or execution
 counts, a kernel other than `python3`, no `#` title in its first cell, a badge row that
-does not point at its own path in the repository named in `_config.yml`, or no setup cell.
+does not point at its own path in the repository named in `_config.yml`, no setup cell,
+or a solution cell that the book would not fold away.
 `fix` repairs what it can: it strips outputs, sets the kernel, and stamps the badge row
 and the Colab lines of the setup cell from `_config.yml`.
 
@@ -105,6 +106,8 @@ def problems(nb: dict, path: str, repo: Repository) -> list[str]:
     for i, cell in enumerate(cells):
         if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count")):
             found.append(f"{path}: cell {i} has outputs or an execution count (strip them)")
+        if "solution" in tags(cell) and "hide-input" not in tags(cell):
+            found.append(f"{path}: cell {i} is a solution; tag it 'hide-input' to fold it away")
     titles = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and _h1(source(c))]
     if not cells or cells[0]["cell_type"] != "markdown" or not _h1(source(cells[0])):
         found.append(f"{path}: cell 0 must be a Markdown cell that starts with a `# ` title")
