@@ -74,6 +74,12 @@ def test_badge_urls_point_at_the_notebooks_own_path():
         (lambda nb: nb["cells"][3]["metadata"].update(tags=[]), "needs the tag 'setup'"),
         (lambda nb: nb["cells"][4]["metadata"].update(tags=["solution"]), "tag it 'hide-input'"),
         (
+            lambda nb: nb["cells"][3].update(
+                source=REPO.colab_lines() + "\nimport torch\n\nimport helpers\n"
+            ),
+            "imports a framework before `import helpers`",
+        ),
+        (
             lambda nb: nb["cells"][3].update(source="import helpers\n"),
             "must start with the Colab lines",
         ),

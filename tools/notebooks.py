@@ -131,7 +131,27 @@ def problems(nb: dict, path: str, repo: Repository) -> list[str]:
             )
         if "import helpers" not in source(setup):
             found.append(f"{path}: cell {index} (setup) must `import helpers`")
+        elif _framework_before_helpers(source(setup)):
+            found.append(
+                f"{path}: cell {index} (setup) imports a framework before `import helpers`, "
+                "so TensorFlow's start-up log is not quieted"
+            )
     return found
+
+
+FRAMEWORKS = ("tensorflow", "keras", "torch", "transformers")
+
+
+def _framework_before_helpers(text: str) -> bool:
+    """Return whether a framework is imported before `import helpers` in `text`."""
+    for line in text.splitlines():
+        words = line.split()
+        if words[:2] == ["import", "helpers"]:
+            return False
+        if len(words) > 1 and words[0] in ("import", "from"):
+            if words[1].split(".")[0] in FRAMEWORKS:
+                return True
+    return False
 
 
 def _h1(text: str) -> bool:
