@@ -1,6 +1,7 @@
 # The book's task runner. Every target sets up .venv by itself (Python 3.11 + pinned packages).
 #   make book   execute the notebooks and build the HTML book into _build/html (the main job)
 #   make test   every check CI runs: lint, notebook hygiene, unit tests, notebooks, strict book build
+#   make bench  run benchmarks/*.py and write their figures to _build/bench/results.json
 #   make lab    JupyterLab for workshops, helpers importable, widgets working
 #   make fix-notebooks   strip outputs, stamp badges and Colab lines from _config.yml
 #   make lock   re-pin requirements-lock.txt after changing requirements.txt
@@ -19,7 +20,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Each long step reports its wall time (bash's `time`), so slow steps are easy to spot.
 export TIMEFORMAT := [time] %R s
 
-.PHONY: book test lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
+.PHONY: book test bench lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
 	@echo "[step] install"; time bash tools/setup_venv.sh $(VENV)
@@ -53,6 +54,9 @@ strict-book: $(STAMP) web-assets
 
 book-checks: $(STAMP)
 	$(PY) -m pytest -m book -q
+
+bench: $(STAMP)
+	$(PY) tools/run_benchmarks.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks

@@ -1,0 +1,72 @@
+"""Run every benchmark script and collect their figures in `_build/bench/results.json`.
+
+A benchmark is a script `benchmarks/NAME.py` that measures something and prints, as the
+last line of its standard output, one flat JSON object of figures (names to numbers).
+Each runs in its own process, one after another, so they do not compete for the cores.
+The results file is one flat JSON object: every script's figures, plus `bench_NAME_s`,
+the wall time of each script. Two scripts reporting the same figure is an error.
+
+Usage: python tools/run_benchmarks.py [NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "_build" / "bench" / "results.json"
+
+
+def figures_from(output: str, script: Path) -> dict[str, float]:
+    """Parse the last line of a benchmark's output as a flat JSON object of numbers."""
+    lines = output.strip().splitlines()
+    try:
+        figures = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError) as error:
+        raise SystemExit(f"{script.name}: last output line is not a JSON object") from error
+    if not isinstance(figures, dict):
+        raise SystemExit(f"{script.name}: last output line is not a JSON object")
+    for name, value in figures.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SystemExit(f"{script.name}: figure {name!r} is {value!r}, not a number")
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="benchmark names (default: all)")
+    args = parser.parse_args()
+    scripts = sorted((ROOT / "benchmarks").glob("*.py"))
+    if args.names:
+        scripts = [s for s in scripts if s.stem in args.names]
+    if not scripts:
+        raise SystemExit("error: no benchmark scripts found in benchmarks/")
+    results: dict[str, float] = {}
+    for script in scripts:
+        print(f"== {script.name}", flush=True)
+        start = time.perf_counter()
+        run = subprocess.run(
+            [sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        elapsed = time.perf_counter() - start
+        print(run.stdout, end="")
+        if run.returncode != 0:
+            raise SystemExit(f"{script.name} failed with exit code {run.returncode}")
+        for name, value in figures_from(run.stdout, script).items():
+            if name in results:
+                raise SystemExit(f"{script.name}: figure {name!r} is already reported")
+            results[name] = value
+        results[f"bench_{script.stem}_s"] = round(elapsed, 2)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"{len(results)} figures written to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
