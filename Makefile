@@ -39,12 +39,13 @@ test: lint hygiene unit notebooks strict-book book-checks
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) tools/policy.py
 
 hygiene: $(STAMP)
 	$(PY) tools/notebooks.py check
 
 unit: $(STAMP)
-	@echo "[step] unit tests"; time $(PY) -m pytest -m "not book" -q
+	@echo "[step] unit tests"; time $(PY) -m pytest -m "not book and not browser" -q
 
 notebooks: $(STAMP)
 	@echo "[step] notebooks"; time $(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS)
@@ -53,7 +54,7 @@ strict-book: $(STAMP) web-assets
 	@echo "[step] strict book build"; time $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 
 book-checks: $(STAMP)
-	$(PY) -m pytest -m book -q
+	@echo "[step] checks of the built pages, in headless Chromium"; time $(PY) -m pytest -m "book or browser" -q
 
 bench: $(STAMP)
 	$(PY) tools/run_benchmarks.py
