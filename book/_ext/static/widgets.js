@@ -1,0 +1,27 @@
+// Two fixes for widgets rendered from saved state by the Jupyter widget manager.
+
+// 1. The widget manager typesets widget labels with MathJax 2's API (MathJax.Hub.Queue).
+// The book serves MathJax 3, which has no Hub: map the call onto typesetPromise.
+if (window.MathJax && window.MathJax.startup && !window.MathJax.Hub) {
+  window.MathJax.Hub = {
+    Queue: (...jobs) => {
+      for (const job of jobs) {
+        if (Array.isArray(job) && job[0] === "Typeset" && job[2]) {
+          window.MathJax.startup.promise.then(() => window.MathJax.typesetPromise([job[2]]));
+        }
+      }
+    },
+  };
+}
+
+// 2. Figures inside a widget's output come without alt text: describe them for screen
+// readers as what they are, the widget's figure for its saved settings.
+const describeWidgetFigures = () => {
+  for (const image of document.querySelectorAll(".jupyter-widgets img:not([alt])")) {
+    image.alt = "Figure drawn by the interactive widget for its initial settings";
+  }
+};
+new MutationObserver(describeWidgetFigures).observe(document.documentElement, {
+  childList: true,
+  subtree: true,
+});
