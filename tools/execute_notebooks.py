@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import nbformat
 from jupyter_cache import get_cache
@@ -25,6 +26,7 @@ from jupyter_cache.base import CacheBundleIn
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT / ".executed"
 CACHE = ROOT / "_build" / ".jupyter_cache"
+JUNIT = STAGE / "nbmake-report.xml"
 
 
 def stage(sources: list[Path]) -> list[Path]:
@@ -32,13 +34,17 @@ def stage(sources: list[Path]) -> list[Path]:
     target = STAGE / "notebooks"
     if target.exists():
         shutil.rmtree(target)
+    JUNIT.unlink(missing_ok=True)
     shutil.copytree(ROOT / "notebooks", target, ignore=shutil.ignore_patterns(".ipynb_*"))
     return [target / path.name for path in sources]
 
 
 def run_nbmake(staged: list[Path], workers: int, timeout: int) -> int:
-    """Run nbmake over the staged notebooks, writing their outputs back; return pytest's code."""
-    command = [sys.executable, "-m", "pytest", "--nbmake", "--overwrite"]
+    """Run nbmake over the staged notebooks, writing their outputs back; return pytest's code.
+
+    Each notebook's run time goes to a JUnit report beside the staged copies.
+    """
+    command = [sys.executable, "-m", "pytest", "--nbmake", "--overwrite", f"--junitxml={JUNIT}"]
     command += [f"--nbmake-timeout={timeout}", "-p", "no:cacheprovider", "-q", "--durations=0"]
     env = dict(os.environ)
     if workers > 1:
@@ -63,12 +69,24 @@ def failure(nb: nbformat.NotebookNode) -> str | None:
     return None
 
 
+def run_times() -> dict[str, float]:
+    """Return each notebook's execution time in seconds, by file name, from nbmake's report."""
+    if not JUNIT.exists():
+        return {}
+    cases = ElementTree.parse(JUNIT).getroot().iter("testcase")
+    return {
+        Path(case.get("file") or case.get("name")).name: float(case.get("time")) for case in cases
+    }
+
+
 def cache_results(sources: list[Path], staged: list[Path]) -> int:
     """Store each cleanly executed notebook in the book's execution cache; return how many.
 
-    A notebook that failed is named with its failing cell instead.
+    The cache keeps each notebook's run time, which the book's run-time tables show. A
+    notebook that failed is named with its failing cell instead.
     """
     cache = get_cache(str(CACHE))
+    times = run_times()
     stored = 0
     for source, executed_path in zip(sources, staged, strict=True):
         executed = nbformat.read(executed_path, as_version=4)
@@ -81,7 +99,8 @@ def cache_results(sources: list[Path], staged: list[Path]) -> int:
         original = nbformat.read(source, as_version=4)
         if cache.create_hashed_notebook(executed)[1] != cache.create_hashed_notebook(original)[1]:
             raise SystemExit(f"{source}: executed copy differs from the source; not cached")
-        bundle = CacheBundleIn(executed, str(source.resolve()))
+        data = {"execution_seconds": times[source.name]} if source.name in times else {}
+        bundle = CacheBundleIn(executed, str(source.resolve()), data=data)
         cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
         stored += 1
     return stored
