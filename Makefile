@@ -3,6 +3,7 @@
 #   make test   every check CI runs: lint, notebook hygiene, unit tests, notebooks, strict book build
 #   make bench  run benchmarks/*.py and write their figures to _build/bench/results.json
 #   make lab    JupyterLab for workshops, helpers importable, widgets working
+#   make workshop  student notebooks (no solutions) and instructor notebooks, with zips
 #   make fix-notebooks   strip outputs, stamp badges and Colab lines from _config.yml
 #   make lock   re-pin requirements-lock.txt after changing requirements.txt
 #   make clean  remove build outputs (keeps .venv)
@@ -20,7 +21,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Each long step reports its wall time (bash's `time`), so slow steps are easy to spot.
 export TIMEFORMAT := [time] %R s
 
-.PHONY: book test bench lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
+.PHONY: book test bench workshop lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
 	@echo "[step] install"; time bash tools/setup_venv.sh $(VENV)
@@ -58,6 +59,9 @@ book-checks: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tools/run_benchmarks.py
+
+workshop: $(STAMP)
+	$(PY) tools/workshop.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks

@@ -1,0 +1,66 @@
+"""Workshop handouts: no solution survives in the student copies; every solution passes."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tools import workshop
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def cell_text(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_student_copy_keeps_no_solution(path: Path):
+    nb = json.loads(path.read_text())
+    solutions = [cell_text(c) for c in nb["cells"] if workshop.is_solution(c)]
+    student = workshop.student_version(nb)
+    remaining = [cell_text(c) for c in student["cells"]]
+    assert not any(workshop.is_solution(c) for c in student["cells"])
+    for solution in solutions:
+        assert solution.strip() not in remaining, f"{path.name}: a solution survived"
+    kept = [cell_text(c) for c in nb["cells"] if not workshop.is_solution(c)]
+    assert remaining[0] == kept[0] and remaining[2:] == kept[1:], "other cells must stay"
+
+
+def test_chapter_notebooks_have_exercises_with_solutions():
+    chapters = [p for p in NOTEBOOKS if not p.name.startswith("9")]
+    for path in chapters:
+        nb = json.loads(path.read_text())
+        assert any(workshop.is_solution(c) for c in nb["cells"]), f"{path.name}: no solutions"
+
+
+def test_handouts_are_written_and_zipped(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["workshop.py", "--dest", str(tmp_path)])
+    assert workshop.main() == 0
+    for name in ("student", "instructor"):
+        with zipfile.ZipFile(tmp_path / f"{name}.zip") as archive:
+            names = {Path(n).name for n in archive.namelist()}
+        assert {p.name for p in NOTEBOOKS} <= names
+
+
+@pytest.mark.book
+def test_every_solution_passes_its_own_check():
+    executed = sorted((ROOT / ".executed" / "notebooks").glob("*.ipynb"))
+    if not executed:
+        pytest.fail("no executed notebooks in .executed/: run `make notebooks` first")
+    checked = 0
+    for path in executed:
+        nb = json.loads(path.read_text())
+        for index, cell in enumerate(nb["cells"]):
+            if not workshop.is_solution(cell):
+                continue
+            printed = "".join(cell_text({"source": o.get("text", "")}) for o in cell["outputs"])
+            assert "correct" in printed.lower(), f"{path.name} cell {index}: no 'correct'"
+            assert "not yet" not in printed.lower(), f"{path.name} cell {index}: {printed}"
+            checked += 1
+    assert checked > 0
