@@ -4,6 +4,7 @@
 #   make bench  run benchmarks/*.py and write their figures to _build/bench/results.json
 #   make lab    JupyterLab for workshops, helpers importable, widgets working
 #   make workshop  student notebooks (no solutions) and instructor notebooks, with zips
+#   make offline-kit  wheels, web assets, data, built book and notebooks for a room with no internet
 #   make fix-notebooks   strip outputs, stamp badges and Colab lines from _config.yml
 #   make lock   re-pin requirements-lock.txt after changing requirements.txt
 #   make clean  remove build outputs (keeps .venv)
@@ -21,7 +22,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Each long step reports its wall time (bash's `time`), so slow steps are easy to spot.
 export TIMEFORMAT := [time] %R s
 
-.PHONY: book test bench workshop lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
+.PHONY: book test bench workshop offline-kit lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
 	@echo "[step] install"; time bash tools/setup_venv.sh $(VENV)
@@ -62,6 +63,9 @@ bench: $(STAMP)
 
 workshop: $(STAMP)
 	$(PY) tools/workshop.py
+
+offline-kit: book workshop
+	$(PY) tools/offline_kit.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
