@@ -16,6 +16,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Notebooks executed in parallel by `make test` (the kernels then share the cores).
 NOTEBOOK_WORKERS ?= 1
+# The folder `make lab` opens (a workshop points it at the student notebooks).
+LAB_DIR ?= notebooks
 # Quiet TensorFlow's C++ start-up log everywhere (the helpers set the same default).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
@@ -68,7 +70,7 @@ offline-kit: book workshop
 	$(PY) tools/offline_kit.py
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab $(LAB_DIR)
 
 fix-notebooks: $(STAMP)
 	$(PY) tools/notebooks.py fix

@@ -30,11 +30,11 @@ laptop, then:
     export PIP_NO_INDEX=1 PIP_FIND_LINKS="$PWD/../wheels"   # pip reads only the kit
     export FRAMEWORKS_BOOK_DATA="$PWD/../data"              # the data sets, verified
     mkdir -p _build && cp -r ../npm-packs _build/npm-packs  # MathJax and widget scripts
-    make lab                                                # installs, then opens JupyterLab
+    make lab LAB_DIR=../student                             # installs, then opens JupyterLab
 
 `make lab` needs Python 3.11 and `make`; the first run installs the pinned packages
-from `wheels/` into `source/.venv` (a few minutes). Then open `student/` (exercises
-without solutions) or `instructor/` (with solutions) from JupyterLab's file browser.
+from `wheels/` into `source/.venv` (a few minutes), then opens the student notebooks
+(exercises without solutions). Instructors use `LAB_DIR=../instructor`.
 The rendered book is in `book/`: open `book/index.html` in any browser.
 """
 
