@@ -1,0 +1,262 @@
+"""Data-parallel training with PyTorch DistributedDataParallel (DDP), run under torchrun.
+
+Usage: ``torchrun --nproc-per-node=2 -m helpers.demos.ddp_train --output-dir DIR``
+
+Every process (a rank) builds the same small MLP and trains it on its own shard of a
+synthetic regression set; DDP averages the gradients over the ranks in every backward
+pass, so all replicas take identical steps. Backend gloo on CPU, NCCL on GPUs (one GPU
+per process). Each rank saves its final parameters to ``DIR/params_rank{R}.npy``; rank 0
+prints the metrics as a JSON object on its last line. The building blocks (data, model,
+loader, loop) are functions, so a notebook can train the same model in one process and
+compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from helpers.demos import say
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+FEATURES = 16
+
+
+def make_data(examples: int = 2048, seed: int = 0) -> TensorDataset:
+    """Make a synthetic regression set: ``y = tanh(x A) b + noise``, the same on every rank.
+
+    Args:
+        examples: Number of examples.
+        seed: Seed of the generator (independent of the global seeds).
+
+    Returns:
+        A ``TensorDataset`` of inputs (examples, 16) and targets (examples, 1), float32.
+    """
+    import torch
+    from torch.utils.data import TensorDataset
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(examples, FEATURES))
+    a, b = rng.normal(size=(FEATURES, 8)) / 2, rng.normal(size=(8, 1))
+    y = np.tanh(x @ a) @ b + 0.1 * rng.normal(size=(examples, 1))
+    return TensorDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32))
+
+
+def make_model(seed: int = 0, hidden: int = 64) -> torch.nn.Module:
+    """Build the MLP 16 -> hidden -> hidden -> 1 with weights drawn from ``seed``.
+
+    Args:
+        seed: Seed for the initial weights (every rank uses the same).
+        hidden: Width of the hidden layers.
+
+    Returns:
+        The model, on the CPU.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(FEATURES, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, 1),
+    )
+
+
+def make_loader(
+    dataset: TensorDataset, batch_size: int, *, rank: int, world_size: int, seed: int = 0
+) -> DataLoader:
+    """Give one rank its shard: ``DistributedSampler`` deals shuffled examples to the ranks.
+
+    All ranks shuffle with the same seed, then rank ``r`` takes positions ``r``,
+    ``r + world_size``, ... of that order, so together the ranks' batches of one step are
+    one contiguous global batch of ``batch_size * world_size`` examples.
+
+    Args:
+        dataset: The full dataset (the same on every rank).
+        batch_size: Examples per rank per step.
+        rank: This process's rank.
+        world_size: Number of processes.
+        seed: Shuffling seed, shared by all ranks.
+
+    Returns:
+        The ``DataLoader``; call ``loader.sampler.set_epoch(e)`` before each epoch.
+    """
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    sampler = DistributedSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
+
+
+def train(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    *,
+    steps: int,
+    lr: float,
+    device: torch.device,
+    global_loss: Callable[[torch.Tensor], float] = float,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train with SGD for ``steps`` steps, going through as many epochs as needed.
+
+    Args:
+        model: The model, or its DDP wrapper, on ``device``.
+        loader: Batches from ``make_loader``.
+        steps: Optimizer steps.
+        lr: Learning rate.
+        device: Where the batches go.
+        global_loss: Turns this rank's batch loss into the loss over all ranks.
+        on_step: Called with (step, global loss) after every step.
+
+    Returns:
+        The global loss of every step.
+    """
+    import torch
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    losses: list[float] = []
+    epoch = 0
+    while len(losses) < steps:
+        loader.sampler.set_epoch(epoch)
+        for x, y in loader:
+            loss = torch.nn.functional.mse_loss(model(x.to(device)), y.to(device))
+            optimizer.zero_grad()
+            loss.backward()  # under DDP, the gradients are averaged over the ranks here
+            optimizer.step()
+            losses.append(global_loss(loss.detach()))
+            if on_step is not None:
+                on_step(len(losses), losses[-1])
+            if len(losses) == steps:
+                break
+        epoch += 1
+    return losses
+
+
+def flat_parameters(model: torch.nn.Module) -> np.ndarray:
+    """Return all parameters of a model as one float32 NumPy vector.
+
+    Args:
+        model: The model.
+
+    Returns:
+        The concatenated parameters, copied to the CPU.
+    """
+    import torch
+
+    with torch.no_grad():
+        return torch.cat([p.detach().flatten().cpu() for p in model.parameters()]).numpy()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line.
+
+    Args:
+        argv: The arguments; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The parsed arguments.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=32, help="examples per rank per step")
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--crash-at-step", type=int, default=0, help="simulate a failure")
+    parser.add_argument("--crash-rank", type=int, default=1, help="the rank that fails")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Train under torchrun: one process per rank, gradients averaged by DDP.
+
+    Args:
+        argv: The command line; ``sys.argv[1:]`` when None.
+    """
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    args = parse_args(argv)
+    start = time.perf_counter()
+    if torch.cuda.is_available():
+        local_rank = int(os.environ["LOCAL_RANK"])
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl")
+    else:
+        device = torch.device("cpu")
+        dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    loader = make_loader(
+        make_data(seed=args.seed), args.batch_size, rank=rank, world_size=world, seed=args.seed
+    )
+    model = make_model(args.seed).to(device)
+    ddp = DistributedDataParallel(
+        model, device_ids=[device.index] if device.index is not None else None
+    )
+    say(
+        f"[rank {rank}/{world}] backend {dist.get_backend()}, device {device}, "
+        f"{len(loader.sampler)} examples in this rank's shard"
+    )
+
+    def global_loss(loss: torch.Tensor) -> float:
+        total = loss.clone()
+        dist.all_reduce(total)  # the sum over ranks, so every rank logs the same number
+        return total.item() / world
+
+    def on_step(step: int, loss: float) -> None:
+        if step == args.crash_at_step and rank == args.crash_rank:
+            raise RuntimeError(f"simulated failure on rank {rank} at step {step}")
+        if rank == 0 and (step == 1 or step % 10 == 0):
+            say(f"[rank 0] step {step:3d}  loss {loss:.4f}")
+
+    losses = train(
+        ddp,
+        loader,
+        steps=args.steps,
+        lr=args.lr,
+        device=device,
+        global_loss=global_loss,
+        on_step=on_step,
+    )
+    params = flat_parameters(model)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    np.save(args.output_dir / f"params_rank{rank}.npy", params)
+    gathered = [torch.zeros(len(params), device=device) for _ in range(world)]
+    dist.all_gather(gathered, torch.from_numpy(params).to(device))
+    spread = max(float((g - gathered[0]).abs().max()) for g in gathered)
+    if rank == 0:
+        metrics = {
+            "world_size": world,
+            "backend": dist.get_backend(),
+            "device": device.type,
+            "global_batch": args.batch_size * world,
+            "steps": args.steps,
+            "loss_first": losses[0],
+            "loss_last": losses[-1],
+            "losses": [round(loss, 4) for loss in losses],
+            "max_param_diff_across_ranks": spread,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        say(json.dumps(metrics))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
