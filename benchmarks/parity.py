@@ -9,9 +9,11 @@ Both frameworks run on one thread. Figures (in the JSON object on the last line)
 - ``matmul_gflops``: this machine's float32 matrix-multiply speed (1024 x 1024, PyTorch,
   one thread, median of 10), the denominator of the fractions below;
 - ``mlp_step_flops_fraction_keras``, ``mlp_step_flops_fraction_torch``: FLOP/s achieved by
-  a training step at the book's batch size (32), counting 6 FLOPs per weight and image,
-  divided by ``matmul_gflops``. A step's time is the median epoch time (epochs 2 and 3 of
-  ``mlp.train_keras`` / ``mlp.train_torch``) divided by the steps per epoch;
+  a training step at the book's batch size (32), with the multiply-adds counted by
+  ``mlp.step_flops`` (2 per weight and image forward, 2 for the weight gradients, 2 for
+  the input gradients of all but the first layer), divided by ``matmul_gflops``. A step's
+  time is the median epoch time (epochs 2 and 3 of ``mlp.train_keras`` and
+  ``mlp.train_torch``) divided by the steps per epoch;
 - what limits those fractions, measured on a bare PyTorch step (forward, backward, Adam;
   no data loading): ``mlp_torch_bare_step_ms`` at batch 32;
   ``mlp_torch_bare_step_batch1_ms`` with one image; ``mlp_torch_narrow_step_ms`` for the

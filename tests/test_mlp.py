@@ -82,9 +82,9 @@ def test_keras_training_is_reproducible_and_records_history(tiny):
     assert len(first.epoch_seconds) == 2 and first.test_predictions.shape == (50,)
 
 
-def test_step_flops_counts_six_per_weight_and_example():
-    assert mlp.step_flops(1, (3, 2)) == 36
-    assert mlp.step_flops(32) == 6 * 32 * (784 * 128 + 128 * 64 + 64 * 10)
+def test_step_flops_skips_the_input_gradient_of_the_first_layer():
+    assert mlp.step_flops(1, (3, 2)) == 4 * 3 * 2
+    assert mlp.step_flops(32) == 6 * 32 * (784 * 128 + 128 * 64 + 64 * 10) - 2 * 32 * 784 * 128
 
 
 def test_timings_are_positive():
@@ -147,7 +147,8 @@ CASES = [
     (mlp.check_softmax_loss_floor, 0.0, "Not yet", "on logits"),
     (mlp.check_torch_to_keras, _copy_torch_to_keras, "Correct", "agree"),
     (mlp.check_torch_to_keras, lambda t, k: _copy_torch_to_keras(t, k, False), "Not yet", "raised"),
-    (mlp.check_step_flops, 6 * 128 * 109_184, "Correct", "83,853,312"),
+    (mlp.check_step_flops, 6 * 128 * 109_184 - 2 * 128 * 784 * 128, "Correct", "58,163,200"),
+    (mlp.check_step_flops, 6 * 128 * 109_184, "Not yet", "first layer"),
     (mlp.check_step_flops, 2 * 128 * 109_184, "Not yet", "forward pass only"),
 ]
 

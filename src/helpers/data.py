@@ -64,7 +64,7 @@ SENTIMENT_NPM_FILES: dict[str, tuple[int, str]] = {
     "yelp.json": (80_373, "9f3f47983f21eeb819380767b74bfa648eca208f156241111454b3e122773ff7"),
 }
 SENTIMENT_LABELS = ("negative", "positive")
-DOWNLOAD_TIMEOUT_S = 30.0
+DOWNLOAD_TIMEOUT_S = 10.0  # seconds without data before a download gives up
 
 
 class CorruptedDataError(RuntimeError):

@@ -355,21 +355,23 @@ def sgd_parity(
 
 
 def step_flops(batch_size: int, sizes: Sequence[int] = LAYER_SIZES) -> int:
-    """Return the multiply-add FLOPs of one training step of a dense network, about 6 B P.
+    """Return the multiply-add FLOPs of one training step of a dense network.
 
-    Each weight costs 2 FLOPs per example forward (a multiply and an add) and 4 backward
-    (the gradient with respect to the weight and to the layer's input). Biases,
-    activations, the loss and the optimizer add a few percent more and are not counted.
+    Forward, each weight costs 2 FLOPs per example (a multiply and an add). Backward, the
+    gradient with respect to each weight costs 2 more, and the gradient with respect to
+    each layer's input 2 more, except for the first layer, whose input is the data and
+    needs no gradient. Biases, activations, the loss and the optimizer add a few percent
+    and are not counted.
 
     Args:
         batch_size: Examples per step (B).
         sizes: Layer widths, input first.
 
     Returns:
-        ``6 * batch_size * sum(d_in * d_out)``.
+        ``6 * B * P - 2 * B * sizes[0] * sizes[1]``, with P the number of weights.
     """
     weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    return 6 * batch_size * weights
+    return 6 * batch_size * weights - 2 * batch_size * sizes[0] * sizes[1]
 
 
 def torch_step_seconds(
@@ -711,7 +713,7 @@ def check_torch_to_keras(answer: Any) -> None:
 
 
 def check_step_flops(answer: int | None) -> None:
-    """Check the FLOPs of one training step of the MLP at batch size 128 (weights only).
+    """Check the FLOPs of one training step of the MLP at batch size 128, as counted in 04d.
 
     Args:
         answer: The learner's count, or None.
@@ -723,15 +725,23 @@ def check_step_flops(answer: int | None) -> None:
     except (TypeError, ValueError):
         return _not_yet(f"{answer!r} is not a whole number", "FLOPs are counted as integers")
     expected = step_flops(128)
+    weights = sum(a * b for a, b in zip(LAYER_SIZES[:-1], LAYER_SIZES[1:], strict=True))
     if value == expected:
-        return _correct(f"6 x 128 x 109,184 = {expected:,} FLOPs per step.")
-    if value == expected // 3:
+        return _correct(f"6 x 128 x 109,184 - 2 x 128 x 784 x 128 = {expected:,} FLOPs per step.")
+    if value == 6 * 128 * weights:
         return _not_yet(
-            "that is the forward pass only", "the backward pass costs about twice the forward"
+            "you counted an input gradient for the first layer",
+            "its input is the images, which need no gradient: subtract 2 x 128 x 784 x 128",
+        )
+    if value == 2 * 128 * weights:
+        return _not_yet(
+            "that is the forward pass only",
+            "backward adds 2 per weight for its gradient and 2 for the layer's input gradient",
         )
     if value == expected // 128:
         return _not_yet("that is for one image", "multiply by the batch size, 128")
     _not_yet(
         f"{value:,} is not the count",
-        "2 FLOPs per weight per image forward, 4 backward, 109,184 weights, 128 images",
+        "2 FLOPs per weight and image forward, 2 for the weight gradients, 2 for the input "
+        "gradients of the second and third layers",
     )
