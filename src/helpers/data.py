@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.models import sha256_file
+
 DATA_ENV = "FRAMEWORKS_BOOK_DATA"
 
 # Full MNIST: the file keras.datasets.mnist.load_data() downloads (SHA-256 as Keras records it).
@@ -78,22 +80,6 @@ def data_home() -> Path:
         The folder (not created here).
     """
     return Path(os.environ.get(DATA_ENV) or "~/.cache/frameworks-book").expanduser()
-
-
-def sha256_file(path: Path) -> str:
-    """Return the SHA-256 of a file as hex, reading it in chunks.
-
-    Args:
-        path: The file.
-
-    Returns:
-        64 hexadecimal characters.
-    """
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_file(path: Path, sha256: str, size: int | None = None) -> None:
