@@ -3,7 +3,9 @@
 Headless Chromium (Debian's `chromium` package, or the browser named by $CHROMIUM) opens
 every page of _build/html, served on loopback. A page fails on a console error, a
 failed or blocked request, an equation MathJax did not render, a widget the widget
-manager did not render, or an image without alt text. Search must find a known word.
+manager did not render, or an image without alt text or whose alt text is a file name
+(myst-nb's default for a figure output without `mystnb.image.alt`). Search must find a
+known word.
 Screenshots of a few pages are kept in _build/screenshots/.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -26,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 SCREENSHOT_PAGES = ("book/index", "book/02-core-concepts", "notebooks/02a-tensors-and-autodiff")
+FILE_NAME = re.compile(r"_images/|\.(png|jpe?g|gif|svg)$", re.IGNORECASE)
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -151,9 +155,12 @@ def test_page_renders_offline(browser, site, path: str):
             if rendered < views:
                 visit.problems.append(f"{views} widgets in the page, {rendered} rendered")
         for image in page.locator("img").all():
-            if not (image.get_attribute("alt") or "").strip():
-                source = (image.get_attribute("src") or "")[:80]
+            alt = (image.get_attribute("alt") or "").strip()
+            source = (image.get_attribute("src") or "")[:80]
+            if not alt:
                 visit.problems.append(f"image without alt text: {source}")
+            elif FILE_NAME.search(alt):
+                visit.problems.append(f"image whose alt text is a file name: {alt[:80]}")
         if path in SCREENSHOT_PAGES:
             SHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS / f"{path.replace('/', '--')}.png"), full_page=True)

@@ -92,6 +92,56 @@ def test_each_problem_is_reported_with_file_and_cell(breakage, expected):
     assert any(expected in message and message.startswith(PATH) for message in found), found
 
 
+def add_figure(nb: dict, alt: str | None, caption: str | None) -> None:
+    """Append a plotting cell with alt text `alt`, followed by Markdown `caption`."""
+    metadata = {} if alt is None else {"mystnb": {"image": {"alt": alt}}}
+    nb["cells"].append(
+        {
+            "cell_type": "code",
+            "id": "plot",
+            "metadata": metadata,
+            "source": "plt.plot([1, 2])\nplt.show()",
+            "outputs": [],
+            "execution_count": None,
+        }
+    )
+    if caption is not None:
+        nb["cells"].append(
+            {"cell_type": "markdown", "id": "caption", "metadata": {}, "source": caption}
+        )
+
+
+ALT = "A line rising from 1 to 2 over two points, the simplest plot there is."
+
+
+def test_a_figure_with_alt_text_and_caption_passes():
+    nb = clean_notebook()
+    add_figure(nb, ALT, "**Figure: A rising line.** It rises.")
+    assert tool.problems(nb, PATH, REPO) == []
+
+
+@pytest.mark.parametrize(
+    ("alt", "caption", "expected"),
+    [
+        (None, "**Figure: A rising line.**", "cell 5 draws a figure; describe it"),
+        ("../_images/abc.png", "**Figure: A rising line.**", "describe it"),
+        (ALT, None, "the next cell must be Markdown starting with '**Figure: '"),
+        (ALT, "A rising line.", "the next cell must be Markdown"),
+    ],
+)
+def test_a_figure_needs_alt_text_and_a_caption(alt, caption, expected):
+    nb = clean_notebook()
+    add_figure(nb, alt, caption)
+    found = tool.problems(nb, PATH, REPO)
+    assert any(expected in message and message.startswith(PATH) for message in found), found
+
+
+def test_an_explorer_call_counts_as_a_figure():
+    nb = clean_notebook()
+    nb["cells"][4]["source"] = "explorers.attention_explorer(tokenizer, model)"
+    assert any("cell 4 draws a figure" in m for m in tool.problems(nb, PATH, REPO))
+
+
 def test_badges_for_another_path_are_rejected():
     found = tool.problems(clean_notebook(), "notebooks/renamed.ipynb", REPO)
     assert any("cell 1 must be the badge row" in message for message in found)

@@ -3,7 +3,10 @@
 `check` fails, naming the notebook and the cell, when a notebook has outputs or execution
 counts, a kernel other than `python3`, no `#` title in its first cell, a badge row that
 does not point at its own path in the repository named in `_config.yml`, no setup cell,
-or a solution cell that the book would not fold away.
+a solution cell that the book would not fold away, or a figure without alt text and
+caption: a cell that draws one (`plt.show()` or an `..._explorer(` call) needs alt text in
+its metadata (`mystnb: {image: {alt: ...}}`, which the book puts on the image) and must be
+followed by a Markdown cell that starts with `**Figure: `, seen in Jupyter and the book.
 `fix` repairs what it can: it strips outputs, sets the kernel, and stamps the badge row
 and the Colab lines of the setup cell from `_config.yml`.
 
@@ -26,6 +29,8 @@ KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "nam
 BADGE_TAG = "remove-cell"  # the book has launch buttons; the badges are for Colab and GitHub
 SETUP_TAG = "setup"
 COLAB_MARKER = "# On Colab, install the book's helper package"
+CAPTION_START = "**Figure: "
+MIN_ALT_LENGTH = 40  # a description, not a file name or a two-word label
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ def problems(nb: dict, path: str, repo: Repository) -> list[str]:
             found.append(f"{path}: cell {i} has outputs or an execution count (strip them)")
         if "solution" in tags(cell) and "hide-input" not in tags(cell):
             found.append(f"{path}: cell {i} is a solution; tag it 'hide-input' to fold it away")
+        if draws_figure(cell):
+            found += [f"{path}: cell {i} draws a figure; {p}" for p in _figure_problems(cells, i)]
     titles = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and _h1(source(c))]
     if not cells or cells[0]["cell_type"] != "markdown" or not _h1(source(cells[0])):
         found.append(f"{path}: cell 0 must be a Markdown cell that starts with a `# ` title")
@@ -136,6 +143,30 @@ def problems(nb: dict, path: str, repo: Repository) -> list[str]:
                 f"{path}: cell {index} (setup) imports a framework before `import helpers`, "
                 "so TensorFlow's start-up log is not quieted"
             )
+    return found
+
+
+def draws_figure(cell: dict) -> bool:
+    """Return whether a code cell shows a Matplotlib figure or an explorer widget."""
+    text = source(cell)
+    return cell["cell_type"] == "code" and ("plt.show()" in text or "_explorer(" in text)
+
+
+def _figure_problems(cells: list[dict], index: int) -> list[str]:
+    alt = cells[index].get("metadata", {}).get("mystnb", {}).get("image", {}).get("alt", "")
+    found = []
+    if len(alt.strip()) < MIN_ALT_LENGTH:
+        found.append(
+            f"describe it in the cell metadata `mystnb: {{image: {{alt: ...}}}}` "
+            f"(at least {MIN_ALT_LENGTH} characters)"
+        )
+    after = cells[index + 1] if index + 1 < len(cells) else None
+    if (
+        after is None
+        or after["cell_type"] != "markdown"
+        or not source(after).startswith(CAPTION_START)
+    ):
+        found.append(f"the next cell must be Markdown starting with {CAPTION_START!r}")
     return found
 
 

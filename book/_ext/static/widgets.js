@@ -14,11 +14,11 @@ if (window.MathJax && window.MathJax.startup && !window.MathJax.Hub) {
   };
 }
 
-// 2. Figures inside a widget's output come without alt text: describe them for screen
-// readers as what they are, the widget's figure for its saved settings.
+// 2. Figures inside a widget's output come without alt text. clean_pages.py wraps each
+// widget view in an element carrying the alt text from its cell's metadata: apply it.
 const describeWidgetFigures = () => {
-  for (const image of document.querySelectorAll(".jupyter-widgets img:not([alt])")) {
-    image.alt = "Figure drawn by the interactive widget for its initial settings";
+  for (const image of document.querySelectorAll("[data-figure-alt] img:not([alt])")) {
+    image.alt = image.closest("[data-figure-alt]").dataset.figureAlt;
   }
 };
 new MutationObserver(describeWidgetFigures).observe(document.documentElement, {
