@@ -5,6 +5,7 @@
 #   make lab    JupyterLab for workshops, helpers importable, widgets working
 #   make workshop  student notebooks (no solutions) and instructor notebooks, with zips
 #   make offline-kit  wheels, web assets, data, built book and notebooks for a room with no internet
+#   make rehearse-kit  the offline kit, network cut: install, start `make lab`, run student notebooks
 #   make fix-notebooks   strip outputs, stamp badges and Colab lines from _config.yml
 #   make lock   re-pin requirements-lock.txt after changing requirements.txt
 #   make clean  remove build outputs (keeps .venv)
@@ -18,13 +19,15 @@ STAMP := $(VENV)/.installed
 NOTEBOOK_WORKERS ?= 1
 # The folder `make lab` opens (a workshop points it at the student notebooks).
 LAB_DIR ?= notebooks
+# Extra options for JupyterLab, e.g. LAB_ARGS=--no-browser.
+LAB_ARGS ?=
 # Quiet TensorFlow's C++ start-up log everywhere (the helpers set the same default).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Each long step reports its wall time (bash's `time`), so slow steps are easy to spot.
 export TIMEFORMAT := [time] %R s
 
-.PHONY: book test bench workshop offline-kit data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
+.PHONY: book test bench workshop offline-kit rehearse-kit data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
 	@echo "[step] install"; time bash tools/setup_venv.sh $(VENV)
@@ -74,7 +77,10 @@ offline-kit: book workshop
 	$(PY) tools/offline_kit.py
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab $(LAB_DIR)
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) $(LAB_DIR)
+
+rehearse-kit:
+	bash tools/rehearse_offline_kit.sh _build/offline-kit
 
 fix-notebooks: $(STAMP) data
 	$(PY) tools/notebooks.py fix

@@ -36,6 +36,10 @@ laptop, then:
 from `wheels/` into `source/.venv` (a few minutes), then opens the student notebooks
 (exercises without solutions). Instructors use `LAB_DIR=../instructor`.
 The rendered book is in `book/`: open `book/index.html` in any browser.
+
+To rehearse the day before, from this folder: `bash source/tools/rehearse_offline_kit.sh .`
+It repeats the steps above in a scratch copy with the network cut off (as root it cuts
+the network itself), checks that JupyterLab answers, and runs every student notebook.
 """
 
 

@@ -269,7 +269,7 @@ def attribution_explorer(
 # Exercise checks (chapter 5b). Each prints "Correct: ..." or "Not yet: ... Hint: ...".
 
 
-def _not_attempted(what: str) -> None:
+def report_not_attempted(what: str) -> None:
     print(f"Not attempted yet: replace None with {what}, then run this cell again.")
 
 
@@ -285,7 +285,7 @@ def check_integrated_gradients(
         answer: The learner's function, or None.
     """
     if answer is None:
-        return _not_attempted("a function integrated_gradients(grad_f, x, baseline, steps)")
+        return report_not_attempted("a function integrated_gradients(grad_f, x, baseline, steps)")
     rng = np.random.default_rng(7)
     w, x, baseline = rng.normal(size=6), rng.normal(0, 2, 6), rng.normal(0, 0.5, 6)
 
@@ -349,7 +349,7 @@ def check_top_tokens(answer: Callable[[Sequence[str], Sequence[float], int], Any
         answer: The learner's function, or None.
     """
     if answer is None:
-        return _not_attempted("a function top_tokens(tokens, scores, k)")
+        return report_not_attempted("a function top_tokens(tokens, scores, k)")
     tokens = ["[CLS]", "the", "film", "was", "not", "good", "[SEP]"]
     scores = [2.5, 0.1, -0.3, 0.05, -1.2, 0.9, -3.0]
     expected = top_tokens_reference(tokens, scores, 3)

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from helpers.env import _usable_cpus, describe_cuda_visible_devices
-from helpers.exercises import _correct, _not_attempted, _not_yet
+from helpers.env import describe_cuda_visible_devices, usable_cpus
+from helpers.exercises import report_correct, report_not_attempted, report_not_yet
 from helpers.gpu import nvidia_gpus, tf_logical_cpus, visible_gpus
 
 if TYPE_CHECKING:
@@ -392,7 +392,7 @@ def _thread_env(processes: int, env: Mapping[str, str]) -> dict[str, str]:
     """Give each process a fair share of the CPU threads unless the caller chose."""
     if "OMP_NUM_THREADS" in env or "OMP_NUM_THREADS" in os.environ:
         return dict(env)
-    return {**env, "OMP_NUM_THREADS": str(max(1, _usable_cpus() // processes))}
+    return {**env, "OMP_NUM_THREADS": str(max(1, usable_cpus() // processes))}
 
 
 def torchrun_command(
@@ -690,15 +690,17 @@ def check_per_replica_batch(answer: int | None) -> None:
         answer: The learner's number, or None.
     """
     if answer is None:
-        return _not_attempted("an integer")
+        return report_not_attempted("an integer")
     if answer == 32:
-        return _correct("the strategy splits each global batch of 96 into 3 slices of 32.")
+        return report_correct("the strategy splits each global batch of 96 into 3 slices of 32.")
     if answer in (96, 288):
-        return _not_yet(
+        return report_not_yet(
             f"{answer} treats 96 as the batch of each GPU",
             "under a strategy, the dataset's batch is the global batch of all replicas",
         )
-    _not_yet(f"{answer!r} is not the per-replica batch", "divide the global batch by the GPUs")
+    report_not_yet(
+        f"{answer!r} is not the per-replica batch", "divide the global batch by the GPUs"
+    )
 
 
 def check_replica_loss(answer: Callable[[np.ndarray, int], float] | None) -> None:
@@ -708,23 +710,25 @@ def check_replica_loss(answer: Callable[[np.ndarray, int], float] | None) -> Non
         answer: The learner's function, or None.
     """
     if answer is None:
-        return _not_attempted("a function replica_loss(per_example, global_batch)")
+        return report_not_attempted("a function replica_loss(per_example, global_batch)")
     per_example = np.array([0.5, 1.0, 2.5, 4.0])  # one replica's 4 of a global batch of 8
     try:
         got = float(answer(per_example, 8))
     except Exception as error:  # the learner's code may fail in any way
-        return _not_yet(f"your function raised {type(error).__name__}: {error}", "use NumPy")
+        return report_not_yet(f"your function raised {type(error).__name__}: {error}", "use NumPy")
     if np.isclose(got, per_example.sum() / 8):
-        return _correct("summed over the replicas, these give the mean over the global batch.")
+        return report_correct(
+            "summed over the replicas, these give the mean over the global batch."
+        )
     if np.isclose(got, per_example.mean()):
-        return _not_yet(
+        return report_not_yet(
             "you divided by this replica's batch, so the summed gradients are too large by "
             "the number of replicas",
             "divide the sum by the global batch size instead",
         )
     if np.isclose(got, per_example.sum()):
-        return _not_yet("the sum alone grows with the batch", "divide by the global batch")
-    _not_yet(f"{got} is not the replica's loss", "sum the per-example losses, divide by 8")
+        return report_not_yet("the sum alone grows with the batch", "divide by the global batch")
+    report_not_yet(f"{got} is not the replica's loss", "sum the per-example losses, divide by 8")
 
 
 def check_global_batch(answer: int | None) -> None:
@@ -734,15 +738,15 @@ def check_global_batch(answer: int | None) -> None:
         answer: The learner's number, or None.
     """
     if answer is None:
-        return _not_attempted("an integer")
+        return report_not_attempted("an integer")
     if answer == 256:
-        return _correct("8 processes take 32 examples each per step: 256 per optimizer step.")
+        return report_correct("8 processes take 32 examples each per step: 256 per optimizer step.")
     if answer in (32, 64, 128):
-        return _not_yet(
+        return report_not_yet(
             f"{answer} counts too few processes",
             "every process (2 nodes x 4 GPUs) takes its own batch of 32 in each step",
         )
-    _not_yet(f"{answer!r} is not the global batch", "multiply the world size by 32")
+    report_not_yet(f"{answer!r} is not the global batch", "multiply the world size by 32")
 
 
 def check_rank_indices(answer: Sequence[int] | None) -> None:
@@ -754,21 +758,21 @@ def check_rank_indices(answer: Sequence[int] | None) -> None:
         answer: The learner's list of indices, or None.
     """
     if answer is None:
-        return _not_attempted("a list of indices")
+        return report_not_attempted("a list of indices")
     try:
         got = [int(index) for index in answer]
     except (TypeError, ValueError):
-        return _not_yet(f"{answer!r} is not a list of integers", "write a list like [0, 2]")
+        return report_not_yet(f"{answer!r} is not a list of integers", "write a list like [0, 2]")
     if got == [1, 3, 5, 7, 9]:
-        return _correct("ranks take every world_size-th example, starting at their rank.")
+        return report_correct("ranks take every world_size-th example, starting at their rank.")
     if got == [5, 6, 7, 8, 9]:
-        return _not_yet(
+        return report_not_yet(
             "the sampler does not cut the data into contiguous halves",
             "it deals the examples out like cards: rank r takes r, r + 2, r + 4, ...",
         )
     if got == [0, 2, 4, 6, 8]:
-        return _not_yet("those are rank 0's", "rank 1 starts at index 1")
-    _not_yet(f"{got} is not rank 1's share", "rank r takes indices r, r + 2, r + 4, ...")
+        return report_not_yet("those are rank 0's", "rank 1 starts at index 1")
+    report_not_yet(f"{got} is not rank 1's share", "rank r takes indices r, r + 2, r + 4, ...")
 
 
 def check_trainer_mode(answer: str | None) -> None:
@@ -778,21 +782,23 @@ def check_trainer_mode(answer: str | None) -> None:
         answer: The learner's ``ParallelMode`` name, such as ``"distributed"``, or None.
     """
     if answer is None:
-        return _not_attempted('a mode name as a string, such as "not_parallel"')
+        return report_not_attempted('a mode name as a string, such as "not_parallel"')
     mode = str(answer).lower().removeprefix("parallelmode.")
     if mode == "not_distributed":
-        return _correct(
+        return report_correct(
             "one process sees 4 GPUs, so Trainer falls back to DataParallel. Launch with "
             "torchrun or accelerate launch to get DistributedDataParallel."
         )
     if mode == "distributed":
-        return _not_yet(
+        return report_not_yet(
             "DDP needs one process per GPU, and nothing started them",
             "Trainer checks args.n_gpu when it was not launched by torchrun",
         )
     if mode == "not_parallel":
-        return _not_yet("Trainer does use the 4 GPUs", "in which single-process way?")
-    _not_yet(f"{answer!r} is not a ParallelMode", "see transformers.training_args.ParallelMode")
+        return report_not_yet("Trainer does use the 4 GPUs", "in which single-process way?")
+    report_not_yet(
+        f"{answer!r} is not a ParallelMode", "see transformers.training_args.ParallelMode"
+    )
 
 
 def check_effective_batch(answer: int | None) -> None:
@@ -802,15 +808,15 @@ def check_effective_batch(answer: int | None) -> None:
         answer: The learner's number, or None.
     """
     if answer is None:
-        return _not_attempted("an integer")
+        return report_not_attempted("an integer")
     if answer == 256:
-        return _correct("16 examples x 2 accumulated batches x 8 processes = 256 per step.")
+        return report_correct("16 examples x 2 accumulated batches x 8 processes = 256 per step.")
     if answer in (32, 128):
-        return _not_yet(
+        return report_not_yet(
             f"{answer} leaves out the processes or the accumulation",
             "multiply the per-device batch, the accumulation steps and the world size",
         )
-    _not_yet(f"{answer!r} is not the effective batch", "the world size here is 2 x 4 = 8")
+    report_not_yet(f"{answer!r} is not the effective batch", "the world size here is 2 x 4 = 8")
 
 
 def check_node_command(answer: str | None) -> None:
@@ -820,9 +826,9 @@ def check_node_command(answer: str | None) -> None:
         answer: The learner's command line as a string (``train.py`` as the script), or None.
     """
     if answer is None:
-        return _not_attempted('a command line string, "torchrun ... train.py"')
+        return report_not_attempted('a command line string, "torchrun ... train.py"')
     if not isinstance(answer, str):
-        return _not_yet(
+        return report_not_yet(
             f"{answer!r} is not a string", 'write the command in quotes: "torchrun ..."'
         )
     from torch.distributed.run import get_args_parser
@@ -833,7 +839,7 @@ def check_node_command(answer: str | None) -> None:
             words = words[1:]
         parsed = get_args_parser().parse_args(words)
     except (SystemExit, ValueError) as error:
-        return _not_yet(
+        return report_not_yet(
             f"torchrun cannot parse it ({type(error).__name__})",
             "write it as torchrun --nnodes=... --nproc-per-node=... ... train.py",
         )
@@ -849,5 +855,5 @@ def check_node_command(answer: str | None) -> None:
     if parsed.training_script != "train.py":
         problems.append(f"the script is {parsed.training_script!r}, not train.py")
     if problems:
-        return _not_yet("; ".join(problems), "both nodes run the same command")
-    _correct("run the same line on both machines; the rendezvous assigns the node ranks.")
+        return report_not_yet("; ".join(problems), "both nodes run the same command")
+    report_correct("run the same line on both machines; the rendezvous assigns the node ranks.")

@@ -334,7 +334,7 @@ def _transformers_info() -> FrameworkInfo:
     return FrameworkInfo("transformers", _version("transformers"), "-")
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
     """Return how many CPUs this process may use (in a container, fewer than the machine has)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
@@ -377,7 +377,7 @@ def environment_info(*frameworks: str) -> EnvironmentInfo:
     return EnvironmentInfo(
         python=platform.python_version(),
         platform=platform.platform(terse=True),
-        cpu_count=_usable_cpus(),
+        cpu_count=usable_cpus(),
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
         frameworks=tuple(infos),
     )

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from helpers.data import SENTIMENT_LABELS, TextSplit, load_sentiment
-from helpers.exercises import _correct, _not_attempted, _not_yet
+from helpers.exercises import report_correct, report_not_attempted, report_not_yet
 from helpers.models import ModelSource, load_text_model, text_model_source
 
 # The recipe of chapter 4: 60 steps of 16 sentences, about 40 s of training on one CPU core.
@@ -296,7 +296,7 @@ def check_token_count(answer: int | None) -> None:
         answer: The learner's count, special tokens included, or None.
     """
     if answer is None:
-        return _not_attempted("an integer")
+        return report_not_attempted("an integer")
     import transformers
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -304,20 +304,20 @@ def check_token_count(answer: int | None) -> None:
     tokenizer = transformers.AutoTokenizer.from_pretrained(location, local_files_only=True)
     expected = len(tokenizer(TOKEN_COUNT_SENTENCE)["input_ids"])
     if answer == expected:
-        return _correct(
+        return report_correct(
             f"{expected - 2} WordPiece tokens plus [CLS] at the start and [SEP] at the end."
         )
     if answer == expected - 2:
-        return _not_yet(
+        return report_not_yet(
             "you counted the words and punctuation but not the special tokens",
             "the tokenizer adds [CLS] before the sentence and [SEP] after it",
         )
     if answer == len(TOKEN_COUNT_SENTENCE.split()):
-        return _not_yet(
+        return report_not_yet(
             "that is the number of words split at spaces",
             "the full stop is a token of its own; print tokenizer.tokenize(sentence)",
         )
-    _not_yet(f"{answer!r} is not the count", "len(tokenizer(sentence)['input_ids'])")
+    report_not_yet(f"{answer!r} is not the count", "len(tokenizer(sentence)['input_ids'])")
 
 
 def check_f1(answer: Any) -> None:
@@ -327,7 +327,7 @@ def check_f1(answer: Any) -> None:
         answer: The learner's function of two integer arrays, or None.
     """
     if answer is None:
-        return _not_attempted("a function f1(labels, predictions)")
+        return report_not_attempted("a function f1(labels, predictions)")
     rng = np.random.default_rng(7)
     labels = rng.integers(0, 2, 50)
     predictions = np.where(rng.random(50) < 0.7, labels, 1 - labels)
@@ -335,7 +335,7 @@ def check_f1(answer: Any) -> None:
     try:
         got = float(answer(labels, predictions))
     except Exception as error:  # the learner's code may fail in any way
-        return _not_yet(
+        return report_not_yet(
             f"your function raised {type(error).__name__}: {error}",
             "count true positives, predicted positives and actual positives with NumPy",
         )
@@ -345,7 +345,9 @@ def check_f1(answer: Any) -> None:
     recall = true_positives / np.sum(labels == 1)
     swapped = binary_metrics(1 - labels, 1 - predictions)["f1"]
     if abs(got - scores["f1"]) < 1e-9:
-        return _correct("F1 = 2 TP / (2 TP + FP + FN), the harmonic mean of precision and recall.")
+        return report_correct(
+            "F1 = 2 TP / (2 TP + FP + FN), the harmonic mean of precision and recall."
+        )
     for value, problem, hint in (
         (scores["accuracy"], "that is the accuracy", "F1 ignores the true negatives"),
         (precision, "that is the precision", "combine it with the recall"),
@@ -354,8 +356,8 @@ def check_f1(answer: Any) -> None:
         (swapped, "that is the F1 of the negative class", "count label 1 as positive"),
     ):
         if abs(got - value) < 1e-9:
-            return _not_yet(problem, hint)
-    _not_yet(f"{got:.4f} is not the F1 score ({scores['f1']:.4f})", "2 TP / (2 TP + FP + FN)")
+            return report_not_yet(problem, hint)
+    report_not_yet(f"{got:.4f} is not the F1 score ({scores['f1']:.4f})", "2 TP / (2 TP + FP + FN)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from helpers.env import (
     environment_info,
     parse_cuda_visible_devices,
 )
-from helpers.exercises import _correct, _not_attempted, _not_yet
+from helpers.exercises import report_correct, report_not_attempted, report_not_yet
 
 _MIB = 1024**2
 _GIB = 1024**3
@@ -491,17 +491,21 @@ def check_visible_count(answer: int | None) -> None:
         answer: The learner's count, or None.
     """
     if answer is None:
-        return _not_attempted("an integer")
+        return report_not_attempted("an integer")
     if answer == 1:
-        return _correct("GPU 1 is kept; 5 does not exist, so CUDA drops it and everything after.")
+        return report_correct(
+            "GPU 1 is kept; 5 does not exist, so CUDA drops it and everything after."
+        )
     if answer == 2:
-        return _not_yet(
+        return report_not_yet(
             "CUDA does not skip the bad entry and carry on",
             "an invalid entry hides itself and every entry after it",
         )
     if answer in (3, 4):
-        return _not_yet(f"{answer} is too many", "the machine has GPUs 0 to 3; is 5 one of them?")
-    _not_yet(f"{answer!r} is not the count", "read the entries left to right and stop at 5")
+        return report_not_yet(
+            f"{answer} is too many", "the machine has GPUs 0 to 3; is 5 one of them?"
+        )
+    report_not_yet(f"{answer!r} is not the count", "read the entries left to right and stop at 5")
 
 
 def check_framework_index(answer: int | None) -> None:
@@ -511,14 +515,18 @@ def check_framework_index(answer: int | None) -> None:
         answer: The learner's N, or None.
     """
     if answer is None:
-        return _not_attempted("an integer N for cuda:N")
+        return report_not_attempted("an integer N for cuda:N")
     if answer == 0:
-        return _correct("frameworks number the visible GPUs 0, 1, ... in the order listed.")
+        return report_correct("frameworks number the visible GPUs 0, 1, ... in the order listed.")
     if answer == 3:
-        return _not_yet(
+        return report_not_yet(
             "inside the process, GPUs are renumbered",
             "the first entry of CUDA_VISIBLE_DEVICES becomes cuda:0",
         )
     if answer == 1:
-        return _not_yet("that is physical GPU 1", "the order of the list, not the values, counts")
-    _not_yet(f"cuda:{answer} does not exist here", "only two GPUs are visible: cuda:0 and cuda:1")
+        return report_not_yet(
+            "that is physical GPU 1", "the order of the list, not the values, counts"
+        )
+    report_not_yet(
+        f"cuda:{answer} does not exist here", "only two GPUs are visible: cuda:0 and cuda:1"
+    )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from helpers.data import MnistData
-from helpers.exercises import _correct, _not_attempted, _not_yet
+from helpers.exercises import report_correct, report_not_attempted, report_not_yet
 
 LAYER_SIZES: tuple[int, ...] = (784, 128, 64, 10)
 # The training recipe of notebooks 04a and 04b and of benchmarks/mnist.py.
@@ -468,39 +468,43 @@ def check_softmax_model(model: Any) -> None:
         model: The learner's compiled ``keras.Model``, or None.
     """
     if model is None:
-        return _not_attempted("a compiled keras model")
+        return report_not_attempted("a compiled keras model")
     import keras
 
     if not isinstance(model, keras.Model):
-        return _not_yet(f"{type(model).__name__} is not a Keras model", "use keras.Sequential")
+        return report_not_yet(
+            f"{type(model).__name__} is not a Keras model", "use keras.Sequential"
+        )
     if model.output_shape != (None, 10):
-        return _not_yet(
+        return report_not_yet(
             f"the model's output shape is {model.output_shape}, not (None, 10)",
             "put keras.layers.Flatten() first, so Dense sees 784 pixels per image",
         )
     probabilities = np.asarray(model(np.random.default_rng(0).random((4, 28, 28))))
     if not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5) or probabilities.min() < 0:
-        return _not_yet(
+        return report_not_yet(
             "the outputs are not probabilities (each row should sum to 1)",
             "give the last Dense layer activation='softmax'",
         )
     loss = getattr(model, "loss", None)
     if loss is None:
-        return _not_yet("the model is not compiled", "call model.compile(optimizer, loss, ...)")
+        return report_not_yet(
+            "the model is not compiled", "call model.compile(optimizer, loss, ...)"
+        )
     from_logits = getattr(loss, "get_config", lambda: {})().get("from_logits", False)
     name = loss if isinstance(loss, str) else type(loss).__name__
     if "sparse" not in str(name).lower():
-        return _not_yet(
+        return report_not_yet(
             f"the loss is {name}",
             "labels are integers 0-9, so use the sparse categorical cross-entropy",
         )
     if from_logits:
-        return _not_yet(
+        return report_not_yet(
             "the loss has from_logits=True but the model already applies softmax, so the "
             "softmax is applied twice",
             "with a softmax output, use from_logits=False (the default)",
         )
-    _correct(
+    report_correct(
         "softmax output with from_logits=False is the same model as logits with "
         "from_logits=True; the logits version is a little more stable numerically."
     )
@@ -513,22 +517,26 @@ def check_parameter_count(answer: int | None) -> None:
         answer: The learner's count, or None.
     """
     if answer is None:
-        return _not_attempted("an integer")
+        return report_not_attempted("an integer")
     if not isinstance(answer, int | np.integer):
-        return _not_yet(f"{answer!r} is not an integer", "parameters come in whole numbers")
+        return report_not_yet(f"{answer!r} is not an integer", "parameters come in whole numbers")
     pairs = list(zip(LAYER_SIZES[:-1], LAYER_SIZES[1:], strict=True))
     weights = sum(a * b for a, b in pairs)
     biases = sum(b for _, b in pairs)
     if answer == weights + biases:
-        return _correct(
+        return report_correct(
             f"{weights:,} weights and {biases} biases: 784 x 128 + 128 x 64 + 64 x 10 "
             f"+ 128 + 64 + 10 = {weights + biases:,}."
         )
     if answer == weights:
-        return _not_yet("you counted the weights but not the biases", "each unit has one bias")
+        return report_not_yet(
+            "you counted the weights but not the biases", "each unit has one bias"
+        )
     if answer == LAYER_SIZES[0] * LAYER_SIZES[1] + LAYER_SIZES[1]:
-        return _not_yet("that is the first layer only", "add the 128 -> 64 and 64 -> 10 layers")
-    _not_yet(
+        return report_not_yet(
+            "that is the first layer only", "add the 128 -> 64 and 64 -> 10 layers"
+        )
+    report_not_yet(
         f"{int(answer):,} is not the count",
         "a Dense layer from d_in to d_out has d_in x d_out weights and d_out biases",
     )
@@ -541,19 +549,19 @@ def check_unflattened_shape(answer: tuple[int, ...] | None) -> None:
         answer: The learner's shape as a tuple, or None.
     """
     if answer is None:
-        return _not_attempted("a tuple such as (32, 10)")
+        return report_not_attempted("a tuple such as (32, 10)")
     shape = tuple(answer) if isinstance(answer, tuple | list) else answer
     if shape == (32, 28, 10):
-        return _correct(
+        return report_correct(
             "Dense acts on the last axis only, so each of the 28 rows of an image gets its "
             "own 10 outputs computed from that row's 28 pixels."
         )
     if shape == (32, 10):
-        return _not_yet(
+        return report_not_yet(
             "(32, 10) is what you get after Flatten, not without it",
             "Dense multiplies the last axis by its kernel and keeps all other axes",
         )
-    _not_yet(f"{shape!r} is not the shape", "Dense maps the last axis (28) to 10 units")
+    report_not_yet(f"{shape!r} is not the shape", "Dense maps the last axis (28) to 10 units")
 
 
 def check_accuracy_function(answer: Any) -> None:
@@ -564,7 +572,7 @@ def check_accuracy_function(answer: Any) -> None:
             labels, returning a float; or None.
     """
     if answer is None:
-        return _not_attempted("a function accuracy(model, x, y)")
+        return report_not_attempted("a function accuracy(model, x, y)")
     import torch
 
     torch.manual_seed(0)
@@ -580,18 +588,18 @@ def check_accuracy_function(answer: Any) -> None:
         try:
             results.append(float(answer(model, x, y)))
         except Exception as error:  # the learner's code may fail in any way
-            return _not_yet(
+            return report_not_yet(
                 f"your function raised {type(error).__name__}: {error}",
                 "convert x with torch.from_numpy(x) and compare predictions with y",
             )
     if all(abs(r - expected) < 1e-9 for r in results):
-        return _correct("model.eval() turns dropout off, so the accuracy is repeatable.")
+        return report_correct("model.eval() turns dropout off, so the accuracy is repeatable.")
     if results[0] != results[1]:
-        return _not_yet(
+        return report_not_yet(
             "two calls gave different accuracies, so dropout was still active",
             "call model.eval() before predicting",
         )
-    _not_yet(
+    report_not_yet(
         f"you returned {results[0]:.3f}, expected {expected:.3f}",
         "the predicted class is logits.argmax(dim=1); average (predicted == y)",
     )
@@ -604,7 +612,7 @@ def check_train_step(answer: Any) -> None:
         answer: The learner's function, or None.
     """
     if answer is None:
-        return _not_attempted("a function train_step(model, optimizer, x, y)")
+        return report_not_attempted("a function train_step(model, optimizer, x, y)")
     import copy
 
     import torch
@@ -619,7 +627,7 @@ def check_train_step(answer: Any) -> None:
         try:
             returned = float(answer(models["theirs"], optimizers["theirs"], x, y))
         except Exception as error:  # the learner's code may fail in any way
-            return _not_yet(
+            return report_not_yet(
                 f"your function raised {type(error).__name__}: {error}",
                 "compute the loss of model(x) and y, then backward, step, return loss.item()",
             )
@@ -630,7 +638,7 @@ def check_train_step(answer: Any) -> None:
             loss.backward()
             optimizers[name].step()
             if name == "reference" and abs(returned - loss.item()) > 1e-5:
-                return _not_yet(
+                return report_not_yet(
                     f"your step returned the loss {returned:.4f}, expected {loss.item():.4f}",
                     "pass the logits straight to cross_entropy (no softmax) and return loss.item()",
                 )
@@ -640,13 +648,13 @@ def check_train_step(answer: Any) -> None:
         return all(torch.allclose(p, q, atol=1e-6) for p, q in pairs)
 
     if same_as("reference"):
-        return _correct("zero_grad, backward, step: the weights match a reference step.")
+        return report_correct("zero_grad, backward, step: the weights match a reference step.")
     if same_as("accumulating"):
-        return _not_yet(
+        return report_not_yet(
             "the second step used the sum of both steps' gradients",
             "call optimizer.zero_grad() before loss.backward()",
         )
-    _not_yet("the weights after two steps differ from a reference", "call optimizer.step()")
+    report_not_yet("the weights after two steps differ from a reference", "call optimizer.step()")
 
 
 def check_softmax_loss_floor(answer: float | None) -> None:
@@ -656,23 +664,23 @@ def check_softmax_loss_floor(answer: float | None) -> None:
         answer: The learner's number, or None.
     """
     if answer is None:
-        return _not_attempted("a number")
+        return report_not_attempted("a number")
     try:
         value = float(answer)
     except (TypeError, ValueError):
-        return _not_yet(f"{answer!r} is not a number", "write it as a float")
+        return report_not_yet(f"{answer!r} is not a number", "write it as a float")
     floor = float(np.log(1 + 9 / np.e))
     if abs(value - floor) < 1e-3:
-        return _correct(
+        return report_correct(
             f"at best the probabilities are one-hot, (1, 0, ..., 0); softmax of that gives "
             f"e / (e + 9) to the true class, so the loss is log(1 + 9/e) = {floor:.4f}."
         )
     if abs(value) < 1e-3:
-        return _not_yet(
+        return report_not_yet(
             "0 is the floor on logits, not on probabilities",
             "probabilities lie in [0, 1]; apply softmax to the best case (1, 0, ..., 0)",
         )
-    _not_yet(
+    report_not_yet(
         f"{value} is not the floor",
         "the best the model can output is (1, 0, ..., 0); compute -log softmax(that)[0]",
     )
@@ -685,7 +693,7 @@ def check_torch_to_keras(answer: Any) -> None:
         answer: The learner's function, or None.
     """
     if answer is None:
-        return _not_attempted("a function copy_torch_to_keras(torch_model, keras_model)")
+        return report_not_attempted("a function copy_torch_to_keras(torch_model, keras_model)")
     import keras
     import torch
 
@@ -697,7 +705,7 @@ def check_torch_to_keras(answer: Any) -> None:
     try:
         answer(torch_model, keras_model)
     except Exception as error:  # the learner's code may fail in any way
-        return _not_yet(
+        return report_not_yet(
             f"your function raised {type(error).__name__}: {error}",
             "a Keras kernel is (d_in, d_out): pass weight.detach().numpy().T",
         )
@@ -705,8 +713,8 @@ def check_torch_to_keras(answer: Any) -> None:
         expected = torch_model(torch.from_numpy(x)).numpy()
     difference = float(np.max(np.abs(np.asarray(keras_model(x)) - expected)))
     if difference < 1e-5:
-        return _correct(f"the two models agree to {difference:.1e}.")
-    _not_yet(
+        return report_correct(f"the two models agree to {difference:.1e}.")
+    report_not_yet(
         f"the Keras model's logits differ from PyTorch's by up to {difference:.3g}",
         "copy every Dense layer's kernel (the transposed nn.Linear weight) and bias, in order",
     )
@@ -719,28 +727,30 @@ def check_step_flops(answer: int | None) -> None:
         answer: The learner's count, or None.
     """
     if answer is None:
-        return _not_attempted("an integer")
+        return report_not_attempted("an integer")
     try:
         value = int(answer)
     except (TypeError, ValueError):
-        return _not_yet(f"{answer!r} is not a whole number", "FLOPs are counted as integers")
+        return report_not_yet(f"{answer!r} is not a whole number", "FLOPs are counted as integers")
     expected = step_flops(128)
     weights = sum(a * b for a, b in zip(LAYER_SIZES[:-1], LAYER_SIZES[1:], strict=True))
     if value == expected:
-        return _correct(f"6 x 128 x 109,184 - 2 x 128 x 784 x 128 = {expected:,} FLOPs per step.")
+        return report_correct(
+            f"6 x 128 x 109,184 - 2 x 128 x 784 x 128 = {expected:,} FLOPs per step."
+        )
     if value == 6 * 128 * weights:
-        return _not_yet(
+        return report_not_yet(
             "you counted an input gradient for the first layer",
             "its input is the images, which need no gradient: subtract 2 x 128 x 784 x 128",
         )
     if value == 2 * 128 * weights:
-        return _not_yet(
+        return report_not_yet(
             "that is the forward pass only",
             "backward adds 2 per weight for its gradient and 2 for the layer's input gradient",
         )
     if value == expected // 128:
-        return _not_yet("that is for one image", "multiply by the batch size, 128")
-    _not_yet(
+        return report_not_yet("that is for one image", "multiply by the batch size, 128")
+    report_not_yet(
         f"{value:,} is not the count",
         "2 FLOPs per weight and image forward, 2 for the weight gradients, 2 for the input "
         "gradients of the second and third layers",

@@ -195,7 +195,7 @@ def distillation_loss(
 # Exercise checks (chapter 5c). Each prints "Correct: ..." or "Not yet: ... Hint: ...".
 
 
-def _not_attempted(what: str) -> None:
+def report_not_attempted(what: str) -> None:
     print(f"Not attempted yet: replace None with {what}, then run this cell again.")
 
 
@@ -207,7 +207,7 @@ def check_int8_size(answer: float | None, model: torch.nn.Module) -> None:
         model: The float32 model it was predicted for.
     """
     if answer is None:
-        return _not_attempted("a number of MB")
+        return report_not_attempted("a number of MB")
     try:
         value = float(answer)
     except (TypeError, ValueError):
@@ -239,7 +239,7 @@ def check_distillation_loss(
         answer: The learner's function, or None.
     """
     if answer is None:
-        return _not_attempted("a function loss(student_logits, teacher_logits, temperature)")
+        return report_not_attempted("a function loss(student_logits, teacher_logits, temperature)")
     rng = np.random.default_rng(11)
     student, teacher = rng.normal(0, 2, (5, 3)), rng.normal(0, 3, (5, 3))
     expected = distillation_loss(student, teacher, 4.0)

@@ -435,7 +435,7 @@ BERT_BASE = TransformerShape(
 )
 
 
-def _not_attempted(what: str) -> None:
+def report_not_attempted(what: str) -> None:
     print(f"Not attempted yet: replace None with {what}, then run this cell again.")
 
 
@@ -454,7 +454,7 @@ def check_bert_base_parameters(answer: int | None) -> None:
         answer: The learner's count, or None.
     """
     if answer is None:
-        return _not_attempted("an integer")
+        return report_not_attempted("an integer")
     value = _number(answer)
     if value is None:
         return None
@@ -489,7 +489,7 @@ def check_flops_ratio(answer: float | None) -> None:
         answer: The learner's ratio, or None.
     """
     if answer is None:
-        return _not_attempted("a number")
+        return report_not_attempted("a number")
     value = _number(answer)
     if value is None:
         return None
@@ -524,7 +524,7 @@ def check_training_memory_gib(answer: float | None) -> None:
         answer: The learner's number of GiB (2**30 bytes), or None.
     """
     if answer is None:
-        return _not_attempted("a number of GiB")
+        return report_not_attempted("a number of GiB")
     value = _number(answer)
     if value is None:
         return None
