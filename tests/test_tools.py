@@ -1,4 +1,4 @@
-"""The build tools fail loudly and clearly: wrong Python, a failing notebook."""
+"""The build tools fail loudly and clearly: wrong Python, a failing notebook, no kit."""
 
 from __future__ import annotations
 
@@ -23,6 +23,17 @@ def test_setup_refuses_a_python_that_is_not_3_11(tmp_path: Path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "needs Python 3.11" in lines[0]
     assert not (tmp_path / "venv").exists()
+
+
+def test_rehearsal_refuses_a_folder_that_is_not_an_offline_kit(tmp_path: Path):
+    result = subprocess.run(
+        ["bash", str(ROOT / "tools" / "rehearse_offline_kit.sh"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "is not an offline kit: run `make offline-kit` first" in result.stderr
 
 
 def test_a_failing_notebook_is_named_with_its_cell(tmp_path: Path, capfd):
