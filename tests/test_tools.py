@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tools import execute_notebooks
+from tools import execute_notebooks, run_benchmarks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,3 +73,25 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path: Path, capfd):
     executed = execute_notebooks.nbformat.read(notebook, as_version=4)
     where = execute_notebooks.failure(executed)
     assert where == "cell 1: ValueError: this cell is broken on purpose"
+
+
+def test_a_failing_benchmark_keeps_its_figures_and_the_others_run(tmp_path, monkeypatch, capsys):
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "a_check.py").write_text(
+        "print('{\"suite_s\": 12.5}')\nraise SystemExit(1)\n"
+    )
+    (tmp_path / "benchmarks" / "b_speed.py").write_text("print('{\"speed\": 3}')\n")
+    results = tmp_path / "results.json"
+    monkeypatch.setattr(run_benchmarks, "ROOT", tmp_path)
+    monkeypatch.setattr(run_benchmarks, "RESULTS", results)
+    monkeypatch.setattr("sys.argv", ["run_benchmarks.py"])
+    assert run_benchmarks.main() == 1
+    figures = json.loads(results.read_text())
+    assert figures["suite_s"] == 12.5 and figures["speed"] == 3
+    assert "failed: a_check.py" in capsys.readouterr().err
+
+    (tmp_path / "benchmarks" / "b_speed.py").write_text("print('{\"speed\": 4}')\n")
+    monkeypatch.setattr("sys.argv", ["run_benchmarks.py", "b_speed"])
+    assert run_benchmarks.main() == 0
+    figures = json.loads(results.read_text())
+    assert figures["speed"] == 4 and figures["suite_s"] == 12.5  # updated, others kept

@@ -5,6 +5,10 @@ last line of its standard output, one flat JSON object of figures (names to numb
 Each runs in its own process, one after another, so they do not compete for the cores.
 The results file is one flat JSON object: every script's figures, plus `bench_NAME_s`,
 the wall time of each script. Two scripts reporting the same figure is an error.
+A script that fails (a check inside it, such as the reproducibility of the notebooks)
+does not stop the others: its figures are kept when it printed them, and the run exits
+with status 1 naming it. Naming scripts reruns only those and updates their figures in
+an existing results file.
 
 Usage: python tools/run_benchmarks.py [NAME ...]
 """
@@ -47,6 +51,9 @@ def main() -> int:
     if not scripts:
         raise SystemExit("error: no benchmark scripts found in benchmarks/")
     results: dict[str, float] = {}
+    if args.names and RESULTS.exists():
+        results = json.loads(RESULTS.read_text())
+    failed, seen = [], set()
     for script in scripts:
         print(f"== {script.name}", flush=True)
         start = time.perf_counter()
@@ -56,15 +63,26 @@ def main() -> int:
         elapsed = time.perf_counter() - start
         print(run.stdout, end="")
         if run.returncode != 0:
-            raise SystemExit(f"{script.name} failed with exit code {run.returncode}")
-        for name, value in figures_from(run.stdout, script).items():
-            if name in results:
+            failed.append(script.name)
+            print(f"{script.name} failed with exit code {run.returncode}", flush=True)
+            try:
+                figures = figures_from(run.stdout, script)
+            except SystemExit:
+                continue
+        else:
+            figures = figures_from(run.stdout, script)
+        for name, value in figures.items():
+            if name in seen:
                 raise SystemExit(f"{script.name}: figure {name!r} is already reported")
+            seen.add(name)
             results[name] = value
         results[f"bench_{script.stem}_s"] = round(elapsed, 2)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"{len(results)} figures written to {RESULTS.relative_to(ROOT)}")
+    if failed:
+        print(f"error: failed: {', '.join(failed)} (see above)", file=sys.stderr)
+        return 1
     return 0
 
 
