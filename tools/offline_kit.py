@@ -34,7 +34,8 @@ laptop, then:
 
 `make lab` needs Python 3.11 and `make`; the first run installs the pinned packages
 from `wheels/` into `source/.venv` (a few minutes), then opens the student notebooks
-(exercises without solutions). Instructors use `LAB_DIR=../instructor`.
+(exercises without solutions). Instructors use `LAB_DIR=../instructor`. Jupyter refuses
+to run as root (in a container, say) unless you add `LAB_ARGS=--allow-root`.
 The rendered book is in `book/`: open `book/index.html` in any browser.
 
 To rehearse the day before, from this folder: `bash source/tools/rehearse_offline_kit.sh .`

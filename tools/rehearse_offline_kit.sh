@@ -36,9 +36,10 @@ export PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_FIND_LINKS="$PWD/../wheels"
 export FRAMEWORKS_BOOK_DATA="$PWD/../data"
 mkdir -p _build && cp -r ../npm-packs _build/npm-packs
 
-port=18888 token=rehearsal
+port=18888 token=rehearsal lab_args=--no-browser
+[ "$(id -u)" != 0 ] || lab_args+=" --allow-root"  # Jupyter refuses root without it
 set -m  # the lab gets its own process group, so the trap can stop it with its kernels
-JUPYTER_PORT=$port JUPYTER_TOKEN=$token make lab LAB_DIR=../student LAB_ARGS=--no-browser \
+JUPYTER_PORT=$port JUPYTER_TOKEN=$token make lab LAB_DIR=../student LAB_ARGS="$lab_args" \
   >"$scratch/lab.log" 2>&1 &
 lab_pid=$!
 set +m
