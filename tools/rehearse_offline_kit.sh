@@ -5,9 +5,10 @@
 #
 # Copies the kit to a scratch folder and follows its README there: installs from the
 # kit's wheelhouse with every package index switched off, starts `make lab` on the
-# student notebooks, checks that the server answers, lists the notebooks and starts a
-# kernel, then executes every student notebook with nbmake. As root it cuts the network
-# itself (`unshare -n`, loopback only); otherwise run it on a machine already offline.
+# student notebooks, checks that the server answers and lists the notebooks, runs a first
+# cell (importing the helpers and the frameworks) in a kernel it starts, then executes
+# every student notebook with nbmake. As root it cuts the network itself (`unshare -n`,
+# loopback only); otherwise run it on a machine that is already offline.
 set -euo pipefail
 kit=$(realpath "${1:-_build/offline-kit}")
 [ -f "$kit/README.md" ] && [ -d "$kit/wheels" ] || {
@@ -54,9 +55,12 @@ done
 echo "make lab: serving on port $port after $((SECONDS - start)) s (install included)"
 listed=$(curl -sf "$api/contents?token=$token" | .venv/bin/python -c \
   'import json, sys; print(sum(i["type"] == "notebook" for i in json.load(sys.stdin)["content"]))')
-kernel=$(curl -sf -X POST "$api/kernels?token=$token" -d '{"name": "python3"}' |
-  .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["execution_state"])')
-echo "make lab: lists $listed student notebooks; a new python3 kernel is $kernel"
+expected=$(ls ../student/*.ipynb | wc -l)
+[ "$listed" = "$expected" ] || {
+  echo "error: JupyterLab lists $listed notebooks, the kit has $expected" >&2; exit 1; }
+echo "make lab: lists the $listed student notebooks"
+first=$(.venv/bin/python tools/lab_smoke.py "http://127.0.0.1:$port" "$token")
+echo "make lab: a first cell in a new kernel prints: $first"
 
 cd ../student
 notebooks=(*.ipynb)
