@@ -50,8 +50,8 @@ async def run_cell(url: str, token: str, code: str, timeout: float = 120) -> str
                 printed.append(body["text"])
             elif kind == "error":
                 raise RuntimeError(f"{body['ename']}: {body['evalue']}")
-            elif kind == "execute_reply":
-                return "".join(printed)
+            elif kind == "status" and body["execution_state"] == "idle":
+                return "".join(printed)  # idle comes after the cell's last output
     finally:
         socket.close()
         await http.fetch(HTTPRequest(f"{url}/api/kernels/{kernel}", "DELETE", headers))
