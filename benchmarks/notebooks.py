@@ -4,8 +4,9 @@ Each run copies notebooks/ to a fresh temporary folder and executes every notebo
 with nbclient, one after another. The first run gives `notebook_suite_s` and
 `notebook_<name>_s`. Then every line the two runs printed is compared, cell by cell.
 What varies by nature is masked first: durations and throughputs, ports, temporary
-folders, runs of spaces that align a column of timings; lines are compared in sorted
-order, because several processes print into one cell in no fixed order. Cells tagged
+folders, runs of spaces that align a column of timings, blank lines (a stream's lone
+newline shows up in one run and not the other); lines are compared in sorted order,
+because several processes print into one cell in no fixed order. Cells tagged
 `timing` print figures derived from measured speed (a share of peak FLOP/s, a fitted
 exponent) and are skipped, and counted. Any other difference, such as a loss or an
 accuracy that changed, is printed and makes the script fail.
@@ -74,6 +75,7 @@ def printed_lines(nb: nbformat.NotebookNode) -> tuple[list[str], int]:
         for output in cell.outputs:
             text = output.get("text") or output.get("data", {}).get("text/plain", "")
             cell_lines += [masked(line) for line in "".join(text).splitlines()]
+        cell_lines = [line for line in cell_lines if line]  # a lone newline comes and goes
         lines += [f"cell {index}: {line}" for line in sorted(cell_lines)]
     return lines, skipped
 

@@ -76,3 +76,9 @@ def test_cells_tagged_timing_are_skipped_and_counted():
     run_1 = executed([(["timing"], ["64.2% of the peak"]), ("", ["loss 0.88"])])
     run_2 = executed([(["timing"], ["63.9% of the peak"]), ("", ["loss 0.88"])])
     assert suite.printed_lines(run_1) == suite.printed_lines(run_2) == (["cell 1: loss 0.88"], 1)
+
+
+def test_blank_lines_are_ignored():
+    run_1 = executed([("", ["", "torch.Size([6, 384])"])])
+    run_2 = executed([("", ["torch.Size([6, 384])"])])
+    assert suite.printed_lines(run_1) == suite.printed_lines(run_2)
