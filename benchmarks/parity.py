@@ -10,7 +10,7 @@ Both frameworks run on one thread. Figures (in the JSON object on the last line)
   one thread, median of 10), the denominator of the fractions below;
 - ``mlp_step_flops_fraction_keras``, ``mlp_step_flops_fraction_torch``: FLOP/s achieved by
   a training step at the book's batch size (32), with the multiply-adds counted by
-  ``mlp.step_flops`` (2 per weight and image forward, 2 for the weight gradients, 2 for
+  ``step_cost.step_flops`` (2 per weight and image forward, 2 for the weight gradients, 2 for
   the input gradients of all but the first layer), divided by ``matmul_gflops``. A step's
   time is the median epoch time (epochs 2 and 3 of ``mlp.train_keras`` and
   ``mlp.train_torch``) divided by the steps per epoch;
@@ -29,7 +29,8 @@ import json
 import statistics
 
 import helpers
-from helpers import data, mlp
+from helpers.assets import data
+from helpers.lessons import mlp, step_cost
 
 
 def per_step_seconds(run: mlp.TrainResult, steps_per_epoch: int) -> float:
@@ -53,27 +54,29 @@ def main() -> None:
     )
 
     steps_per_epoch = -(-len(mnist.y_train) // mlp.BATCH_SIZE)
-    flops = mlp.step_flops(mlp.BATCH_SIZE)
-    peak = mlp.matmul_flops_per_s()
+    flops = step_cost.step_flops(mlp.BATCH_SIZE)
+    peak = step_cost.matmul_flops_per_s()
     keras_step = per_step_seconds(mlp.train_keras(mnist, epochs=3), steps_per_epoch)
     torch_step = per_step_seconds(mlp.train_torch(mnist, epochs=3), steps_per_epoch)
-    bare = mlp.torch_step_seconds(mlp.BATCH_SIZE)
+    bare = step_cost.torch_step_seconds(mlp.BATCH_SIZE)
     big_batch = 2048
-    bare_big = mlp.torch_step_seconds(big_batch, steps=20, repeats=3)
+    bare_big = step_cost.torch_step_seconds(big_batch, steps=20, repeats=3)
     figures = {
         "parity_max_abs_diff": float(f"{parity.max_abs_diff:.3g}"),
         "matmul_gflops": round(peak / 1e9, 2),
         "mlp_step_flops_fraction_keras": round(flops / keras_step / peak, 4),
         "mlp_step_flops_fraction_torch": round(flops / torch_step / peak, 4),
         "mlp_torch_bare_step_ms": round(bare * 1e3, 3),
-        "mlp_torch_bare_step_batch1_ms": round(mlp.torch_step_seconds(1) * 1e3, 3),
+        "mlp_torch_bare_step_batch1_ms": round(step_cost.torch_step_seconds(1) * 1e3, 3),
         "mlp_torch_narrow_step_ms": round(
-            mlp.torch_step_seconds(mlp.BATCH_SIZE, sizes=(8, 8, 8, 2)) * 1e3, 3
+            step_cost.torch_step_seconds(mlp.BATCH_SIZE, sizes=(8, 8, 8, 2)) * 1e3, 3
         ),
-        "mlp_torch_adam_update_ms": round(mlp.torch_adam_update_seconds() * 1e3, 3),
-        "mlp_torch_fused_adam_update_ms": round(mlp.torch_adam_update_seconds(fused=True) * 1e3, 3),
+        "mlp_torch_adam_update_ms": round(step_cost.torch_adam_update_seconds() * 1e3, 3),
+        "mlp_torch_fused_adam_update_ms": round(
+            step_cost.torch_adam_update_seconds(fused=True) * 1e3, 3
+        ),
         "mlp_step_flops_fraction_torch_batch2048": round(
-            mlp.step_flops(big_batch) / bare_big / peak, 4
+            step_cost.step_flops(big_batch) / bare_big / peak, 4
         ),
     }
     print(

@@ -1,4 +1,4 @@
-"""The NumPy attention of helpers.attention against PyTorch and Keras, and the explorer.
+"""The NumPy attention of helpers.lessons.attention against PyTorch and Keras, and the explorer.
 
 Scaled dot-product attention is compared with ``torch.nn.functional.scaled_dot_product_attention``
 and ``keras.ops.dot_product_attention``; multi-head attention, after copying the weights
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import attention
+from helpers.lessons import attention
 
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
@@ -330,7 +330,7 @@ def text_model():
 
 
 def test_attention_maps_are_the_models_own_attention(text_model):
-    from helpers import explorers
+    from helpers.viz import explorers
 
     tokenizer, model = text_model
     tokens, maps = explorers.attention_maps(tokenizer, model, "The cat sat on the mat.")
@@ -357,7 +357,7 @@ def test_attention_maps_are_the_models_own_attention(text_model):
 
 
 def test_attention_maps_need_eager_attention(text_model):
-    from helpers import explorers
+    from helpers.viz import explorers
 
     tokenizer, model = text_model
     model.config._attn_implementation = "sdpa"
@@ -370,7 +370,7 @@ def test_attention_maps_need_eager_attention(text_model):
 
 def test_attention_explorer_draws_and_redraws(text_model):
     pytest.importorskip("ipywidgets")
-    from helpers import explorers
+    from helpers.viz import explorers
 
     tokenizer, model = text_model
     widget = explorers.attention_explorer(tokenizer, model)
@@ -384,7 +384,7 @@ def test_attention_explorer_draws_and_redraws(text_model):
 
 
 def test_the_default_head_links_it_to_animal(text_model):
-    from helpers import explorers
+    from helpers.viz import explorers
 
     tokens, maps = explorers.attention_maps(*text_model, explorers.DEFAULT_SENTENCE)
     row = maps[explorers.DEFAULT_LAYER, explorers.DEFAULT_HEAD, tokens.index("it")]
@@ -394,7 +394,7 @@ def test_the_default_head_links_it_to_animal(text_model):
 def test_plot_attention_labels_both_axes():
     import matplotlib.pyplot as plt
 
-    from helpers import explorers
+    from helpers.viz import explorers
 
     ax = explorers.plot_attention(np.full((3, 3), 1 / 3), ["a", "b", "c"], title="uniform")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]

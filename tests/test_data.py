@@ -1,4 +1,4 @@
-"""Tests of helpers.data: verified sources, deterministic stratified splits, clear errors."""
+"""Tests of helpers.assets.data: verified sources, deterministic stratified splits, clear errors."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import data
-from helpers.data import CorruptedDataError
+from helpers.assets import data
+from helpers.assets.data import CorruptedDataError
+from helpers.runtime import integrity
 
 
 @pytest.fixture
@@ -164,7 +165,7 @@ def test_verify_file_names_a_truncated_file(tmp_path):
     truncated = tmp_path / "mnist_5k.csv.gz"
     truncated.write_bytes(original.read_bytes()[:1000])
     with pytest.raises(CorruptedDataError) as error:
-        data.verify_file(truncated, data.MNIST_SUBSET_SHA256, original.stat().st_size)
+        integrity.verify_file(truncated, data.MNIST_SUBSET_SHA256, original.stat().st_size)
     assert f"{truncated} is 1,000 bytes, expected 1,106,785" in str(error.value)
 
 
@@ -172,10 +173,10 @@ def test_download_keeps_only_verified_files(tmp_path):
     source = tmp_path / "source.bin"
     source.write_bytes(b"digits")
     good = hashlib.sha256(b"digits").hexdigest()
-    dest = data.download(source.as_uri(), tmp_path / "cache" / "copy.bin", good)
+    dest = integrity.download(source.as_uri(), tmp_path / "cache" / "copy.bin", good)
     assert dest.read_bytes() == b"digits"
     with pytest.raises(CorruptedDataError, match="discarded"):
-        data.download(source.as_uri(), tmp_path / "cache" / "bad.bin", "0" * 64)
+        integrity.download(source.as_uri(), tmp_path / "cache" / "bad.bin", "0" * 64)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["copy.bin"]
 
 

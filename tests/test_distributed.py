@@ -1,4 +1,4 @@
-"""Tests of helpers.distributed: launchers, clean-up, and the DDP and TensorFlow demos.
+"""Tests of helpers.runtime.distributed: launchers, clean-up, and the DDP and TensorFlow demos.
 
 The demos really run, with 2 processes on the CPU: DDP (gloo) under torchrun on one and
 on two simulated nodes, and TensorFlow's MultiWorkerMirroredStrategy with 2 workers set
@@ -19,12 +19,13 @@ import numpy as np
 import psutil
 import pytest
 
-from helpers import distributed
-from helpers.demos import ddp_train
-from helpers.distributed import LaunchResult, run_processes
+from helpers.checks import ch06 as checks
+from helpers.runtime import distributed, processes
+from helpers.runtime.distributed import LaunchResult, run_processes
+from helpers.scripts import ddp_train
 
-DDP = "helpers.demos.ddp_train"
-TF_DEMO = "helpers.demos.tf_multiworker"
+DDP = "helpers.scripts.ddp_train"
+TF_DEMO = "helpers.scripts.tf_multiworker"
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +48,7 @@ def _assert_gone(pids: list[int]) -> None:
 def test_free_port_can_be_bound():
     import socket
 
-    port = distributed.free_port()
+    port = processes.free_port()
     with socket.socket() as server:
         server.bind(("127.0.0.1", port))
 
@@ -93,7 +94,7 @@ def test_crashing_child_shows_traceback_and_leaves_no_orphan(tmp_path, capsys):
     )
     grandchild = int(next(t for _, t in result.lines if t.startswith("grandchild")).split()[1])
     _assert_gone([grandchild])
-    with pytest.raises(distributed.LaunchError, match="ZeroDivisionError: division by zero"):
+    with pytest.raises(processes.LaunchError, match="ZeroDivisionError: division by zero"):
         result.check()
 
 
@@ -145,7 +146,7 @@ def test_launch_result_metrics_and_traceback_parsing():
     result = LaunchResult((("torchrun",),), 1, lines, 1.0, False)
     assert result.metrics() == {"loss": 0.5}
     assert result.traceback.splitlines() == [lines[1][1], lines[3][1], lines[4][1]]
-    with pytest.raises(distributed.LaunchError, match="No JSON metrics line"):
+    with pytest.raises(processes.LaunchError, match="No JSON metrics line"):
         LaunchResult((("x",),), 0, (("", "no json"),), 1.0, False).metrics()
 
 
@@ -167,8 +168,8 @@ def test_bad_launch_arguments(tmp_path, monkeypatch, two_gpu_driver):
         distributed.launch_torchrun(tmp_path / "missing.py", nproc=1)
     with pytest.raises(FileNotFoundError, match="No script"):
         distributed.launch_tf_workers("no/such/script.py")
-    with pytest.raises(ModuleNotFoundError, match="No module named 'helpers.demos.nothing'"):
-        distributed.launch_accelerate("helpers.demos.nothing", nproc=1)
+    with pytest.raises(ModuleNotFoundError, match="No module named 'helpers.scripts.nothing'"):
+        distributed.launch_accelerate("helpers.scripts.nothing", nproc=1)
     with pytest.raises(ValueError, match="workers must be at least 1 process; got 0"):
         distributed.launch_tf_workers(TF_DEMO, workers=0)
     with pytest.raises(ValueError, match="nnodes and nproc_per_node must be at least 1; got 0"):
@@ -290,18 +291,18 @@ def test_tf_multiworker_custom_loop_works_and_keras_fit_still_fails(tmp_path):
 @pytest.mark.parametrize(
     ("check", "right", "wrong"),
     [
-        (distributed.check_per_replica_batch, 32, 96),
-        (distributed.check_replica_loss, lambda losses, batch: np.sum(losses) / batch, np.mean),
-        (distributed.check_global_batch, 256, 32),
-        (distributed.check_rank_indices, [1, 3, 5, 7, 9], [5, 6, 7, 8, 9]),
+        (checks.check_per_replica_batch, 32, 96),
+        (checks.check_replica_loss, lambda losses, batch: np.sum(losses) / batch, np.mean),
+        (checks.check_global_batch, 256, 32),
+        (checks.check_rank_indices, [1, 3, 5, 7, 9], [5, 6, 7, 8, 9]),
         (
-            distributed.check_node_command,
+            checks.check_node_command,
             "torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d "
             "--rdzv-endpoint=10.0.0.1:29500 train.py",
             "torchrun --standalone --nproc-per-node=8 train.py",
         ),
-        (distributed.check_trainer_mode, "not_distributed", "distributed"),
-        (distributed.check_effective_batch, 256, 128),
+        (checks.check_trainer_mode, "not_distributed", "distributed"),
+        (checks.check_effective_batch, 256, 128),
     ],
 )
 def test_exercise_checks(check, right, wrong, capsys):

@@ -1,4 +1,4 @@
-"""Tests of helpers.env on this CPU-only machine; GPU rules are tested through pure functions."""
+"""Tests of helpers.runtime.env on this CPU-only machine; GPU rules through pure functions."""
 
 import importlib.metadata
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import environment_info, parse_cuda_visible_devices, tf_device, torch_device
-from helpers.env import describe_cuda_visible_devices, resolve_device_request
+from helpers.runtime.env import describe_cuda_visible_devices, resolve_device_request
 
 cpu_only = pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="a GPU is present")
 

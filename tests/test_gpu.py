@@ -1,4 +1,4 @@
-"""Tests of helpers.gpu: GPU selection, TensorFlow device set-up and the GPU doctor.
+"""Tests of helpers.runtime.gpu: GPU selection, TensorFlow device set-up and the GPU doctor.
 
 A stand-in ``nvidia-smi`` (a shell script on PATH printing what the real one prints)
 lets the GPU rules run on this CPU-only machine; everything that depends on the
@@ -17,8 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import gpu
-from helpers.gpu import Finding, GpuFacts, PhysicalGpu, diagnose
+from helpers.checks import ch06 as checks
+from helpers.runtime import gpu
+from helpers.runtime.gpu import Finding, GpuFacts, PhysicalGpu, diagnose
 
 cpu_only = pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="a GPU is present")
 H200 = "NVIDIA H200"
@@ -115,7 +116,7 @@ def test_select_gpus_rejects_bad_indices(indices):
 FRESH_PROCESS = """
 import json, os, sys
 from pathlib import Path
-from helpers import gpu
+from helpers.runtime import gpu
 out = {"holders_at_start": gpu.cuda_holders()}
 out["selected"] = gpu.select_gpus([1, 0])
 out["order"] = os.environ["CUDA_DEVICE_ORDER"]
@@ -258,8 +259,8 @@ def test_diagnose_tensorflow_next_to_pytorch():
 @pytest.mark.parametrize(
     ("check", "right", "wrong"),
     [
-        (gpu.check_visible_count, 1, 2),
-        (gpu.check_framework_index, 0, 3),
+        (checks.check_visible_count, 1, 2),
+        (checks.check_framework_index, 0, 3),
     ],
 )
 def test_exercise_checks(check, right, wrong, capsys):

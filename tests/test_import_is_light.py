@@ -37,6 +37,16 @@ def test_tf_log_level_set_by_user_is_kept():
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the notice checked is from Linux x86 builds")
 def test_tensorflow_after_helpers_prints_no_cpp_info():
-    stderr = _run("import helpers, tensorflow").stderr
-    assert "cpu_feature_guard" not in stderr
-    assert "absl::InitializeLog" not in stderr
+    # At level 0 TensorFlow prints its CPU-feature notice; after `import helpers` it must not.
+    # (On CPUs where oneDNN's custom operations are on, TensorFlow also prints a notice from
+    # port.cc before its logging starts; no log level hides that one, so it is not checked.)
+    loud = subprocess.run(
+        [sys.executable, "-c", "import tensorflow"],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stderr
+    assert "cpu_feature_guard" in loud
+    assert "cpu_feature_guard" not in _run("import helpers, tensorflow").stderr

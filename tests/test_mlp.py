@@ -1,12 +1,13 @@
-"""Tests of helpers.mlp: one MLP in two frameworks, identical given the same weights."""
+"""Tests of helpers.lessons.mlp: one MLP in two frameworks, identical given the same weights."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from helpers import mlp
-from helpers.data import MnistData
+from helpers.assets.data import MnistData
+from helpers.checks import ch04 as checks
+from helpers.lessons import mlp, step_cost
 
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
@@ -83,13 +84,15 @@ def test_keras_training_is_reproducible_and_records_history(tiny):
 
 
 def test_step_flops_skips_the_input_gradient_of_the_first_layer():
-    assert mlp.step_flops(1, (3, 2)) == 4 * 3 * 2
-    assert mlp.step_flops(32) == 6 * 32 * (784 * 128 + 128 * 64 + 64 * 10) - 2 * 32 * 784 * 128
+    assert step_cost.step_flops(1, (3, 2)) == 4 * 3 * 2
+    assert (
+        step_cost.step_flops(32) == 6 * 32 * (784 * 128 + 128 * 64 + 64 * 10) - 2 * 32 * 784 * 128
+    )
 
 
 def test_timings_are_positive():
-    assert mlp.torch_step_seconds(8, steps=5, repeats=2) > 0
-    assert mlp.matmul_flops_per_s(64, repeats=2) > 0
+    assert step_cost.torch_step_seconds(8, steps=5, repeats=2) > 0
+    assert step_cost.matmul_flops_per_s(64, repeats=2) > 0
 
 
 def _softmax_model(from_logits: bool = False, flatten: bool = True):
@@ -129,33 +132,38 @@ def _copy_torch_to_keras(torch_model, keras_model, transpose=True):
 
 
 CASES = [
-    (mlp.check_softmax_model, None, "Not attempted yet", "keras model"),
-    (mlp.check_softmax_model, _softmax_model, "Correct", "from_logits=False"),
-    (mlp.check_softmax_model, lambda: _softmax_model(from_logits=True), "Not yet", "twice"),
-    (mlp.check_softmax_model, lambda: _softmax_model(flatten=False), "Not yet", "Flatten"),
-    (mlp.check_parameter_count, None, "Not attempted yet", "integer"),
-    (mlp.check_parameter_count, 109_386, "Correct", "109,386"),
-    (mlp.check_parameter_count, 109_184, "Not yet", "biases"),
-    (mlp.check_unflattened_shape, (32, 28, 10), "Correct", "last axis"),
-    (mlp.check_unflattened_shape, (32, 10), "Not yet", "after Flatten"),
-    (mlp.check_accuracy_function, _accuracy, "Correct", "eval()"),
-    (mlp.check_accuracy_function, _accuracy_in_train_mode, "Not yet", "dropout"),
-    (mlp.check_train_step, _step, "Correct", "zero_grad"),
-    (mlp.check_train_step, lambda *a: _step(*a, softmax=True), "Not yet", "no softmax"),
-    (mlp.check_train_step, lambda *a: _step(*a, zero=False), "Not yet", "zero_grad()"),
-    (mlp.check_softmax_loss_floor, float(np.log(1 + 9 / np.e)), "Correct", "log(1 + 9/e)"),
-    (mlp.check_softmax_loss_floor, 0.0, "Not yet", "on logits"),
-    (mlp.check_torch_to_keras, _copy_torch_to_keras, "Correct", "agree"),
-    (mlp.check_torch_to_keras, lambda t, k: _copy_torch_to_keras(t, k, False), "Not yet", "raised"),
-    (mlp.check_step_flops, 6 * 128 * 109_184 - 2 * 128 * 784 * 128, "Correct", "58,163,200"),
-    (mlp.check_step_flops, 6 * 128 * 109_184, "Not yet", "first layer"),
-    (mlp.check_step_flops, 2 * 128 * 109_184, "Not yet", "forward pass only"),
+    (checks.check_softmax_model, None, "Not attempted yet", "keras model"),
+    (checks.check_softmax_model, _softmax_model, "Correct", "from_logits=False"),
+    (checks.check_softmax_model, lambda: _softmax_model(from_logits=True), "Not yet", "twice"),
+    (checks.check_softmax_model, lambda: _softmax_model(flatten=False), "Not yet", "Flatten"),
+    (checks.check_parameter_count, None, "Not attempted yet", "integer"),
+    (checks.check_parameter_count, 109_386, "Correct", "109,386"),
+    (checks.check_parameter_count, 109_184, "Not yet", "biases"),
+    (checks.check_unflattened_shape, (32, 28, 10), "Correct", "last axis"),
+    (checks.check_unflattened_shape, (32, 10), "Not yet", "after Flatten"),
+    (checks.check_accuracy_function, _accuracy, "Correct", "eval()"),
+    (checks.check_accuracy_function, _accuracy_in_train_mode, "Not yet", "dropout"),
+    (checks.check_train_step, _step, "Correct", "zero_grad"),
+    (checks.check_train_step, lambda *a: _step(*a, softmax=True), "Not yet", "no softmax"),
+    (checks.check_train_step, lambda *a: _step(*a, zero=False), "Not yet", "zero_grad()"),
+    (checks.check_softmax_loss_floor, float(np.log(1 + 9 / np.e)), "Correct", "log(1 + 9/e)"),
+    (checks.check_softmax_loss_floor, 0.0, "Not yet", "on logits"),
+    (checks.check_torch_to_keras, _copy_torch_to_keras, "Correct", "agree"),
+    (
+        checks.check_torch_to_keras,
+        lambda t, k: _copy_torch_to_keras(t, k, False),
+        "Not yet",
+        "raised",
+    ),
+    (checks.check_step_flops, 6 * 128 * 109_184 - 2 * 128 * 784 * 128, "Correct", "58,163,200"),
+    (checks.check_step_flops, 6 * 128 * 109_184, "Not yet", "first layer"),
+    (checks.check_step_flops, 2 * 128 * 109_184, "Not yet", "forward pass only"),
 ]
 
 
 @pytest.mark.parametrize(("check", "answer", "start", "phrase"), CASES)
 def test_exercise_checks(check, answer, start, phrase, capsys):
-    check(answer() if check is mlp.check_softmax_model and answer else answer)
+    check(answer() if check is checks.check_softmax_model and answer else answer)
     out = capsys.readouterr().out
     assert out.startswith(start), out
     assert phrase in out, out

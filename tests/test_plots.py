@@ -1,4 +1,4 @@
-"""Tests of helpers.plots: the figures show what they claim, with titles and labelled axes."""
+"""Tests of helpers.viz.plots: the figures show what they claim, with titles and labelled axes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from helpers import plots
+from helpers.viz import plots
 
 
 @pytest.fixture(autouse=True)

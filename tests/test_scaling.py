@@ -1,4 +1,4 @@
-"""The analytic counts of helpers.scaling against real models, and the measurement helpers.
+"""The analytic counts of helpers.lessons.scaling against real models, and the measurement helpers.
 
 The parameter count must equal ``sum(p.numel())`` of Transformers' BERT classes and the FLOP
 count must equal what PyTorch's FLOP counter sees, for several configurations; the
@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import scaling
+from helpers.checks import ch05 as checks
+from helpers.lessons import scaling
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -112,22 +113,22 @@ def test_saved_activation_bytes_counts_a_known_graph():
 
 
 def test_exercise_checks_accept_the_answers(capsys):
-    scaling.check_bert_base_parameters(109_482_240)
+    checks.check_bert_base_parameters(109_482_240)
     ratio = scaling.forward_flops(scaling.BERT_BASE, batch_size=1, seq_len=256) / (
         scaling.forward_flops(scaling.BERT_BASE, batch_size=1, seq_len=128)
     )
-    scaling.check_flops_ratio(ratio)
-    scaling.check_training_memory_gib(16 * 109_482_240 / 2**30)
+    checks.check_flops_ratio(ratio)
+    checks.check_training_memory_gib(16 * 109_482_240 / 2**30)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("Correct") for line in lines)
 
 
 def test_exercise_checks_explain_common_mistakes(capsys):
-    scaling.check_bert_base_parameters(109_482_240 - (768 * 768 + 768))
-    scaling.check_flops_ratio(2)
-    scaling.check_training_memory_gib(4 * 109_482_240 / 2**30)
-    scaling.check_bert_base_parameters(None)
-    scaling.check_flops_ratio("many")
+    checks.check_bert_base_parameters(109_482_240 - (768 * 768 + 768))
+    checks.check_flops_ratio(2)
+    checks.check_training_memory_gib(4 * 109_482_240 / 2**30)
+    checks.check_bert_base_parameters(None)
+    checks.check_flops_ratio("many")
     out = capsys.readouterr().out
     assert "pooler" in out and "Q K^T" in out and "weights alone" in out
     assert "Not attempted" in out and "not a number" in out

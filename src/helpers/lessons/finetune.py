@@ -9,18 +9,13 @@ checks of notebook 04c's exercises. The command line runs unchanged in one proce
 ``Trainer`` handles the distribution, over GPUs or (without one) CPU processes with gloo.
 (In Accelerate 1.15, ``accelerate launch --cpu --num_processes N`` starts one process.)
 
-Usage: python -m helpers.finetune --output-dir DIR [--max-steps N] [--max-length L]
+Usage: python -m helpers.scripts.finetune_sentiment --output-dir DIR [--max-steps N]
 [--train-size N] [--model M] [--seed S] [--no-eval]
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
-import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from helpers.data import SENTIMENT_LABELS, TextSplit, load_sentiment
-from helpers.exercises import report_correct, report_not_attempted, report_not_yet
-from helpers.models import ModelSource, load_text_model, text_model_source
+from helpers.assets.data import SENTIMENT_LABELS, TextSplit, load_sentiment
+from helpers.assets.models import ModelSource, load_text_model, text_model_source
 
 # The recipe of chapter 4: 60 steps of 16 sentences, about 40 s of training on one CPU core.
 MAX_LENGTH = 64
@@ -89,7 +83,7 @@ def encode(
 
     Args:
         tokenizer: The model's tokenizer.
-        split: Sentences and labels from ``helpers.data.load_sentiment``.
+        split: Sentences and labels from ``helpers.assets.data.load_sentiment``.
         max_length: Longest tokenised sentence kept, special tokens included.
         limit: How many sentences to use; None for all.
 
@@ -132,7 +126,7 @@ def finetune_sentiment(
 ) -> dict[str, Any]:
     """Fine-tune a BERT-family model on the sentiment sentences with ``Trainer``.
 
-    The sentences come from ``helpers.data.load_sentiment()`` (split with seed 0, so every
+    The sentences come from ``helpers.assets.data.load_sentiment()`` (split with seed 0, so every
     run sees the same held-out sentences); the first ``train_size`` training sentences are
     used. Sentences are cut to ``max_length`` tokens and padded per batch. Training runs
     ``max_steps`` optimizer steps (or ``epochs`` passes when ``max_steps`` is -1) with AdamW,
@@ -284,117 +278,4 @@ def classify(model_dir: str | Path, sentences: Sequence[str]) -> list[tuple[str,
     ]
 
 
-# Checks for the exercises of notebook 04c (wording as in helpers.exercises).
-
-TOKEN_COUNT_SENTENCE = "The food was not good."
-
-
-def check_token_count(answer: int | None) -> None:
-    """Check how many tokens the packaged model's tokenizer makes of ``TOKEN_COUNT_SENTENCE``.
-
-    Args:
-        answer: The learner's count, special tokens included, or None.
-    """
-    if answer is None:
-        return report_not_attempted("an integer")
-    import transformers
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        location = text_model_source().location
-    tokenizer = transformers.AutoTokenizer.from_pretrained(location, local_files_only=True)
-    expected = len(tokenizer(TOKEN_COUNT_SENTENCE)["input_ids"])
-    if answer == expected:
-        return report_correct(
-            f"{expected - 2} WordPiece tokens plus [CLS] at the start and [SEP] at the end."
-        )
-    if answer == expected - 2:
-        return report_not_yet(
-            "you counted the words and punctuation but not the special tokens",
-            "the tokenizer adds [CLS] before the sentence and [SEP] after it",
-        )
-    if answer == len(TOKEN_COUNT_SENTENCE.split()):
-        return report_not_yet(
-            "that is the number of words split at spaces",
-            "the full stop is a token of its own; print tokenizer.tokenize(sentence)",
-        )
-    report_not_yet(f"{answer!r} is not the count", "len(tokenizer(sentence)['input_ids'])")
-
-
-def check_f1(answer: Any) -> None:
-    """Check ``f1(labels, predictions)``: the F1 score of the positive class (label 1).
-
-    Args:
-        answer: The learner's function of two integer arrays, or None.
-    """
-    if answer is None:
-        return report_not_attempted("a function f1(labels, predictions)")
-    rng = np.random.default_rng(7)
-    labels = rng.integers(0, 2, 50)
-    predictions = np.where(rng.random(50) < 0.7, labels, 1 - labels)
-    predictions[:6] = 1  # more false positives than false negatives: precision != recall
-    try:
-        got = float(answer(labels, predictions))
-    except Exception as error:  # the learner's code may fail in any way
-        return report_not_yet(
-            f"your function raised {type(error).__name__}: {error}",
-            "count true positives, predicted positives and actual positives with NumPy",
-        )
-    scores = binary_metrics(labels, predictions)
-    true_positives = np.sum((predictions == 1) & (labels == 1))
-    precision = true_positives / np.sum(predictions == 1)
-    recall = true_positives / np.sum(labels == 1)
-    swapped = binary_metrics(1 - labels, 1 - predictions)["f1"]
-    if abs(got - scores["f1"]) < 1e-9:
-        return report_correct(
-            "F1 = 2 TP / (2 TP + FP + FN), the harmonic mean of precision and recall."
-        )
-    for value, problem, hint in (
-        (scores["accuracy"], "that is the accuracy", "F1 ignores the true negatives"),
-        (precision, "that is the precision", "combine it with the recall"),
-        (recall, "that is the recall", "combine it with the precision"),
-        ((precision + recall) / 2, "that is the arithmetic mean", "F1 is the harmonic mean"),
-        (swapped, "that is the F1 of the negative class", "count label 1 as positive"),
-    ):
-        if abs(got - value) < 1e-9:
-            return report_not_yet(problem, hint)
-    report_not_yet(f"{got:.4f} is not the F1 score ({scores['f1']:.4f})", "2 TP / (2 TP + FP + FN)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``finetune_sentiment`` from the command line; rank 0 prints the metrics as JSON.
-
-    Args:
-        argv: The arguments; ``sys.argv[1:]`` when None.
-
-    Returns:
-        The exit status, 0.
-    """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument("--model", default=None, help="a Hub name; default: the packaged model")
-    parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
-    parser.add_argument("--max-length", type=int, default=MAX_LENGTH)
-    parser.add_argument("--train-size", type=int, default=TRAIN_SIZE)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-eval", dest="eval", action="store_false", help="train only")
-    args = parser.parse_args(argv)
-    rank = int(os.environ.get("RANK", "0"))
-    # Only rank 0 writes to stdout, so the JSON line is the last line whatever the launcher.
-    quiet = contextlib.redirect_stdout(io.StringIO()) if rank else contextlib.nullcontext()
-    with quiet:
-        metrics = finetune_sentiment(
-            model=args.model,
-            max_length=args.max_length,
-            train_size=args.train_size,
-            max_steps=args.max_steps,
-            seed=args.seed,
-            output_dir=args.output_dir,
-            eval=args.eval,
-        )
-    if rank == 0:
-        print(json.dumps(metrics), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+# Checks for the exercises of notebook 04c (wording as in helpers.checks.ch03).

@@ -5,7 +5,7 @@ Belongs here: what the NVIDIA driver reports (without any framework), which GPUs
 CUDA (and a clear error when it is too late), TensorFlow memory growth, logical CPU
 devices that let TensorFlow simulate several devices on one CPU, the "GPU doctor" report
 that explains common misconfigurations with their fixes, and the checks of chapter 6a's
-exercises. Device choice itself (``torch_device``, ``tf_device``) lives in ``helpers.env``.
+exercises. Device choice itself (``torch_device``, ``tf_device``) lives in ``helpers.runtime.env``.
 Frameworks are imported inside the functions that need them.
 """
 
@@ -19,13 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.env import (
+from helpers.runtime.env import (
     EnvironmentInfo,
     describe_cuda_visible_devices,
     environment_info,
     parse_cuda_visible_devices,
 )
-from helpers.exercises import report_correct, report_not_attempted, report_not_yet
 
 _MIB = 1024**2
 _GIB = 1024**3
@@ -482,51 +481,3 @@ def doctor() -> GpuReport:
 
 
 # Chapter 6a exercises
-
-
-def check_visible_count(answer: int | None) -> None:
-    """Check how many GPUs ``CUDA_VISIBLE_DEVICES="1,5,2"`` shows on a 4-GPU machine.
-
-    Args:
-        answer: The learner's count, or None.
-    """
-    if answer is None:
-        return report_not_attempted("an integer")
-    if answer == 1:
-        return report_correct(
-            "GPU 1 is kept; 5 does not exist, so CUDA drops it and everything after."
-        )
-    if answer == 2:
-        return report_not_yet(
-            "CUDA does not skip the bad entry and carry on",
-            "an invalid entry hides itself and every entry after it",
-        )
-    if answer in (3, 4):
-        return report_not_yet(
-            f"{answer} is too many", "the machine has GPUs 0 to 3; is 5 one of them?"
-        )
-    report_not_yet(f"{answer!r} is not the count", "read the entries left to right and stop at 5")
-
-
-def check_framework_index(answer: int | None) -> None:
-    """Check which ``cuda:N`` is physical GPU 3 when ``CUDA_VISIBLE_DEVICES="3,1"``.
-
-    Args:
-        answer: The learner's N, or None.
-    """
-    if answer is None:
-        return report_not_attempted("an integer N for cuda:N")
-    if answer == 0:
-        return report_correct("frameworks number the visible GPUs 0, 1, ... in the order listed.")
-    if answer == 3:
-        return report_not_yet(
-            "inside the process, GPUs are renumbered",
-            "the first entry of CUDA_VISIBLE_DEVICES becomes cuda:0",
-        )
-    if answer == 1:
-        return report_not_yet(
-            "that is physical GPU 1", "the order of the list, not the values, counts"
-        )
-    report_not_yet(
-        f"cuda:{answer} does not exist here", "only two GPUs are visible: cuda:0 and cuda:1"
-    )

@@ -1,6 +1,6 @@
 """Data-parallel training with PyTorch DistributedDataParallel (DDP), run under torchrun.
 
-Usage: ``torchrun --nproc-per-node=2 -m helpers.demos.ddp_train --output-dir DIR``
+Usage: ``torchrun --nproc-per-node=2 -m helpers.scripts.ddp_train --output-dir DIR``
 
 Every process (a rank) builds the same small MLP and trains it on its own shard of a
 synthetic regression set; DDP averages the gradients over the ranks in every backward
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from helpers.demos import say
+from helpers.scripts import say
 
 if TYPE_CHECKING:
     import torch

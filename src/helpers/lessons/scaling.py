@@ -10,13 +10,13 @@ functions that need them.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from helpers.runtime.timing import median_seconds
 
 if TYPE_CHECKING:
     import torch
@@ -273,36 +273,6 @@ def saved_activation_bytes(fn: Callable[[], object], model: torch.nn.Module) -> 
     return sum(storages.values())
 
 
-def median_seconds(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> float:
-    """Time ``fn`` several times and return the median wall time in seconds.
-
-    The warm-up calls are not timed (they pay for one-off costs such as memory allocation or
-    compilation). On a GPU, ``fn`` must synchronise before returning for the time to be
-    real; ``measure_training_step`` does.
-
-    Args:
-        fn: A function of no arguments.
-        repeats: Timed calls; the median resists a slow outlier on a shared machine.
-        warmup: Untimed calls first.
-
-    Returns:
-        The median in seconds.
-
-    Raises:
-        ValueError: ``repeats`` is smaller than 1.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats={repeats} must be at least 1")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 @dataclass(frozen=True)
 class StepMeasurement:
     """What one training step of a model cost, measured."""
@@ -433,115 +403,3 @@ def fit_power_law(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarr
 BERT_BASE = TransformerShape(
     vocab_size=30522, hidden_size=768, num_layers=12, intermediate_size=3072, max_positions=512
 )
-
-
-def report_not_attempted(what: str) -> None:
-    print(f"Not attempted yet: replace None with {what}, then run this cell again.")
-
-
-def _number(answer: object) -> float | None:
-    try:
-        return float(answer)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        print(f"Not yet: {answer!r} is not a number. Hint: write it as an int or a float.")
-        return None
-
-
-def check_bert_base_parameters(answer: int | None) -> None:
-    """Check the parameter count of BERT-base (``BertModel`` with its pooler).
-
-    Args:
-        answer: The learner's count, or None.
-    """
-    if answer is None:
-        return report_not_attempted("an integer")
-    value = _number(answer)
-    if value is None:
-        return None
-    parts = parameter_breakdown(BERT_BASE)
-    expected = sum(parts.values())
-    if value == expected:
-        return print(
-            f"Correct: {expected:,} parameters, {parts['embeddings']:,} of them in the embeddings."
-        )
-    h = BERT_BASE.hidden_size
-    hints = {
-        expected - parts["pooler"]: "you left out the pooler (one 768 x 768 dense layer)",
-        expected - parts["layer_norms"] - 2 * h: "you left out the LayerNorms (2 x 768 each)",
-        expected - (BERT_BASE.max_positions + BERT_BASE.type_vocab_size) * h: (
-            "you left out the position and token-type embeddings"
-        ),
-        expected - 12 * (4 * h + 3072 + h) - h: "you left out the biases",
-    }
-    for wrong, problem in hints.items():
-        if value == wrong:
-            return print(f"Not yet: {problem}. Hint: add up every part listed above the exercise.")
-    print(
-        f"Not yet: {value:,.0f} is not the count. Hint: embeddings (V + P + T) h + 2h, then per "
-        "layer 4 (h^2 + h) + 2 h i + i + h + 4h, then the pooler h^2 + h."
-    )
-
-
-def check_flops_ratio(answer: float | None) -> None:
-    """Check the forward-FLOP ratio of BERT-base at 256 tokens per sequence versus 128.
-
-    Args:
-        answer: The learner's ratio, or None.
-    """
-    if answer is None:
-        return report_not_attempted("a number")
-    value = _number(answer)
-    if value is None:
-        return None
-    expected = forward_flops(BERT_BASE, batch_size=1, seq_len=256) / forward_flops(
-        BERT_BASE, batch_size=1, seq_len=128
-    )
-    if abs(value - expected) < 1e-4:
-        return print(
-            f"Correct: {expected:.4f}. The projections and feed-forward grow with the number of "
-            "tokens (x2), the attention scores with its square (x4)."
-        )
-    if abs(value - 2) < 1e-9:
-        return print(
-            "Not yet: 2 would hold if every FLOP grew with the number of tokens. Hint: the "
-            "score matrix Q K^T is seq_len x seq_len."
-        )
-    if abs(value - 4) < 1e-9:
-        return print(
-            "Not yet: only the attention term grows fourfold. Hint: most FLOPs are in the "
-            "projections and the feed-forward block, which grow linearly."
-        )
-    print(
-        f"Not yet: {value} is not the ratio. Hint: use helpers.scaling.forward_flops with "
-        "BERT_BASE, batch_size=1 and seq_len 256 and 128, or the formula above it."
-    )
-
-
-def check_training_memory_gib(answer: float | None) -> None:
-    """Check the GiB that BERT-base's weights, gradients and AdamW state take in float32.
-
-    Args:
-        answer: The learner's number of GiB (2**30 bytes), or None.
-    """
-    if answer is None:
-        return report_not_attempted("a number of GiB")
-    value = _number(answer)
-    if value is None:
-        return None
-    params = parameter_count(BERT_BASE)
-    expected = ADAM_FP32_BYTES_PER_PARAMETER * params / 2**30
-    if abs(value - expected) < 0.01:
-        return print(
-            f"Correct: 16 bytes x {params:,} = {expected:.2f} GiB before a single activation."
-        )
-    if abs(value - 4 * params / 2**30) < 0.01:
-        return print(
-            "Not yet: that is the weights alone. Hint: training also keeps a gradient and "
-            "AdamW's two moments per parameter."
-        )
-    if abs(value - 16 * params / 1e9) < 0.01:
-        return print("Not yet: that is in GB (10^9 bytes). Hint: a GiB is 2**30 bytes.")
-    print(
-        f"Not yet: {value} GiB is not it. Hint: four float32 numbers (4 bytes each) per "
-        "parameter, divided by 2**30."
-    )

@@ -13,22 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from helpers import attention, backprop
-
-
-def report_not_attempted(what: str) -> None:
-    """Tell the learner the answer is still None and what to replace it with."""
-    print(f"Not attempted yet: replace None with {what}, then run this cell again.")
-
-
-def report_correct(message: str) -> None:
-    """Tell the learner the answer is right, with what it shows."""
-    print(f"Correct: {message}")
-
-
-def report_not_yet(problem: str, hint: str) -> None:
-    """Tell the learner what is wrong with the answer, and give a hint."""
-    print(f"Not yet: {problem}. Hint: {hint}")
+from helpers.checks.report import report_correct, report_not_attempted, report_not_yet
+from helpers.lessons import attention, backprop
 
 
 def _call(answer: Callable[..., Any], *args: np.ndarray) -> np.ndarray | str:

@@ -11,9 +11,7 @@ Downloaded and unpacked files live in the book's data cache: the folder named by
 
 from __future__ import annotations
 
-import base64
 import gzip
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -21,8 +19,6 @@ import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
-import urllib.request
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.models import sha256_file
+from helpers.runtime.integrity import CorruptedDataError, download, npm_integrity, verify_file
 
 DATA_ENV = "FRAMEWORKS_BOOK_DATA"
 
@@ -66,11 +62,6 @@ SENTIMENT_NPM_FILES: dict[str, tuple[int, str]] = {
     "yelp.json": (80_373, "9f3f47983f21eeb819380767b74bfa648eca208f156241111454b3e122773ff7"),
 }
 SENTIMENT_LABELS = ("negative", "positive")
-DOWNLOAD_TIMEOUT_S = 10.0  # seconds without data before a download gives up
-
-
-class CorruptedDataError(RuntimeError):
-    """Raised when a data file does not match its recorded SHA-256; the file is not used."""
 
 
 def data_home() -> Path:
@@ -80,69 +71,6 @@ def data_home() -> Path:
         The folder (not created here).
     """
     return Path(os.environ.get(DATA_ENV) or "~/.cache/frameworks-book").expanduser()
-
-
-def verify_file(path: Path, sha256: str, size: int | None = None) -> None:
-    """Check a file against its recorded size (when known) and SHA-256.
-
-    Args:
-        path: The file.
-        sha256: The expected SHA-256 as hex.
-        size: The expected size in bytes, or None when only the hash is recorded.
-
-    Raises:
-        CorruptedDataError: Naming the file, what differs and how to recover.
-    """
-    advice = f"The file is not used. Delete {path} and run again to fetch a fresh copy."
-    if not path.is_file():
-        raise CorruptedDataError(f"{path} is missing. {advice}")
-    actual_size = path.stat().st_size
-    if size is not None and actual_size != size:
-        raise CorruptedDataError(
-            f"{path} is {actual_size:,} bytes, expected {size:,}: it is truncated or "
-            f"corrupted. {advice}"
-        )
-    digest = sha256_file(path)
-    if digest != sha256:
-        raise CorruptedDataError(
-            f"{path} ({actual_size:,} bytes) has SHA-256 {digest}, expected {sha256}: it is "
-            f"corrupted, truncated or not the recorded release. {advice}"
-        )
-
-
-def download(url: str, dest: Path, sha256: str) -> Path:
-    """Download a file into ``dest``, keeping it only if its SHA-256 matches.
-
-    Args:
-        url: Where to download from.
-        dest: The final path; a temporary file beside it holds the download until verified.
-        sha256: The expected SHA-256 as hex.
-
-    Returns:
-        ``dest``.
-
-    Raises:
-        OSError: The download failed (no network, say).
-        CorruptedDataError: The downloaded bytes do not match the recorded SHA-256.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    print(f"Downloading {url} ...")
-    with tempfile.NamedTemporaryFile(dir=dest.parent, suffix=".part", delete=False) as part:
-        partial = Path(part.name)
-    try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            with partial.open("wb") as stream:
-                shutil.copyfileobj(response, stream)
-        digest = sha256_file(partial)
-        if digest != sha256:
-            raise CorruptedDataError(
-                f"The download of {url} has SHA-256 {digest}, expected {sha256}; it was "
-                "discarded. Try again later, or check what your network returns."
-            )
-        partial.replace(dest)
-    finally:
-        partial.unlink(missing_ok=True)
-    return dest
 
 
 def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> list[np.ndarray]:
@@ -378,19 +306,6 @@ class SentimentData:
             f"train {len(self.train):,}, validation {len(self.validation):,}, "
             f"test {len(self.test):,}"
         )
-
-
-def npm_integrity(path: Path) -> str:
-    """Return npm's integrity string (``sha512-`` and base64) of a file.
-
-    Args:
-        path: The file.
-
-    Returns:
-        The integrity string.
-    """
-    digest = hashlib.sha512(path.read_bytes()).digest()
-    return "sha512-" + base64.b64encode(digest).decode()
 
 
 def fetch_sentiment_package(cache: Path | None = None) -> Path:

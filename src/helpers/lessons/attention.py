@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from helpers.backprop import softmax
+from helpers.lessons.backprop import softmax
 
 
 def _check_mask(mask: np.ndarray, scores_shape: tuple[int, ...]) -> np.ndarray:

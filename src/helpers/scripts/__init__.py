@@ -1,6 +1,6 @@
-"""Runnable training scripts that chapter 6's launchers start in child processes.
+"""Runnable scripts that child processes start: training under launchers, and command lines.
 
-Belongs here: scripts run as ``python -m helpers.demos.NAME`` or under ``torchrun``,
+Belongs here: scripts run as ``python -m helpers.scripts.NAME`` or under ``torchrun``,
 ``accelerate launch`` or ``TF_CONFIG`` workers, and the little they share. They live in
 the package (not in a notebook cell, which a child process cannot import) so that they
 are installed with the helpers, on Colab too. Each prints a JSON object of metrics as its

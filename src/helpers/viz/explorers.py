@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     import ipywidgets
     from matplotlib.axes import Axes
 
+from typing import TYPE_CHECKING
+
+from helpers.lessons.attribution import encode_sentence, gradient_x_input, integrated_gradients
+from helpers.viz.plots import plot_attribution
+
+if TYPE_CHECKING:
+    import ipywidgets
+    import torch
+    from matplotlib.axes import Axes
+
 DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."
 # In all-MiniLM-L6-v2, layer 3 head 1 (counting from 0) links "it" to "animal" here.
 DEFAULT_LAYER = 3
@@ -174,3 +184,56 @@ def attention_explorer(
         control.observe(redraw, names="value")
     redraw()
     return widgets.VBox([text, widgets.HBox([layer_menu, head_menu]), figure_area])
+
+
+def attribution_explorer(
+    model: torch.nn.Module, tokenizer: Any, sentence: str = DEFAULT_SENTENCE, steps: int = 32
+) -> ipywidgets.VBox:
+    """Build a widget: type a sentence, see the prediction and both attributions side by side.
+
+    The figure for the starting sentence is drawn at once into an ``ipywidgets.Output``,
+    so the static book shows it too.
+
+    Args:
+        model: A Transformers model for sequence classification, in eval mode.
+        tokenizer: Its tokenizer.
+        sentence: The starting sentence.
+        steps: Integration steps for integrated gradients.
+
+    Returns:
+        The widget; display it by making it the last expression of a cell.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    import torch
+    from IPython.display import display
+
+    text = widgets.Text(
+        value=sentence,
+        description="Sentence",
+        continuous_update=False,
+        layout=widgets.Layout(width="95%"),
+    )
+    area = widgets.Output()
+    names = model.config.id2label
+
+    def redraw(_change: object = None) -> None:
+        encoded = encode_sentence(tokenizer, model, text.value, 64)
+        with torch.no_grad():
+            probabilities = torch.softmax(model(**encoded).logits[0], -1)
+        target = int(probabilities.argmax())
+        simple = gradient_x_input(model, tokenizer, text.value, target)
+        integrated = integrated_gradients(model, tokenizer, text.value, target, steps)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 0.32 * len(simple.tokens) + 1.5), sharey=True)
+        plot_attribution(simple, axes[0], names[target])
+        plot_attribution(integrated, axes[1], names[target])
+        fig.suptitle(f"Prediction: {names[target]} ({float(probabilities[target]):.0%})")
+        fig.tight_layout()
+        with area:
+            area.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+    text.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([text, area])

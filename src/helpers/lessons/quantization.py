@@ -12,12 +12,12 @@ from __future__ import annotations
 import copy
 import io
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from helpers.scaling import median_seconds
+from helpers.lessons.scaling import median_seconds
 
 if TYPE_CHECKING:
     import torch
@@ -193,73 +193,3 @@ def distillation_loss(
 
 
 # Exercise checks (chapter 5c). Each prints "Correct: ..." or "Not yet: ... Hint: ...".
-
-
-def report_not_attempted(what: str) -> None:
-    print(f"Not attempted yet: replace None with {what}, then run this cell again.")
-
-
-def check_int8_size(answer: float | None, model: torch.nn.Module) -> None:
-    """Check a prediction of the int8 model's size in MB (10**6 bytes).
-
-    Args:
-        answer: The learner's number of MB, or None.
-        model: The float32 model it was predicted for.
-    """
-    if answer is None:
-        return report_not_attempted("a number of MB")
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return print(f"Not yet: {answer!r} is not a number. Hint: give MB as a float.")
-    expected = predicted_int8_size_bytes(model) / 1e6
-    everything = sum(p.numel() for p in model.parameters()) / 1e6
-    if abs(value - expected) <= 0.01 * expected:
-        return print(
-            f"Correct: about {expected:.1f} MB. The embeddings are not linear layers, so they "
-            "stay in float32 and now dominate the file."
-        )
-    if abs(value - everything) <= 0.01 * everything:
-        return print(
-            "Not yet: that is every parameter at 1 byte. Hint: only nn.Linear weights become "
-            "int8; embeddings, LayerNorms and biases stay at 4 bytes."
-        )
-    print(
-        f"Not yet: {value} MB is not it. Hint: 1 byte per nn.Linear weight plus 4 bytes per "
-        "other parameter, divided by 10**6."
-    )
-
-
-def check_distillation_loss(
-    answer: Callable[[np.ndarray, np.ndarray, float], float] | None,
-) -> None:
-    """Check ``loss(student_logits, teacher_logits, temperature)`` against the reference.
-
-    Args:
-        answer: The learner's function, or None.
-    """
-    if answer is None:
-        return report_not_attempted("a function loss(student_logits, teacher_logits, temperature)")
-    rng = np.random.default_rng(11)
-    student, teacher = rng.normal(0, 2, (5, 3)), rng.normal(0, 3, (5, 3))
-    expected = distillation_loss(student, teacher, 4.0)
-    try:
-        got = float(answer(student, teacher, 4.0))
-    except Exception as error:  # the learner's code may fail in any way
-        return print(f"Not yet: your function raised {type(error).__name__}: {error}.")
-    if abs(got - expected) < 1e-6 * max(1.0, abs(expected)):
-        return print(f"Correct: {got:.6f}, the same as the reference.")
-    if abs(got * 16 - expected) < 1e-6 * max(1.0, abs(expected)):
-        return print("Not yet: you left out the factor T^2. Hint: multiply the KL by T**2.")
-    if abs(got - distillation_loss(student, teacher, 1.0)) < 1e-6:
-        return print("Not yet: the temperature has no effect. Hint: divide both logits by T.")
-    swapped = distillation_loss(teacher, student, 4.0)
-    if abs(got - swapped) < 1e-6 * max(1.0, abs(swapped)):
-        return print(
-            "Not yet: the KL is the wrong way round. Hint: KL(teacher || student) weights "
-            "by the teacher's probabilities."
-        )
-    print(
-        f"Not yet: you returned {got:.6f}, the reference gives {expected:.6f}. Hint: "
-        "p = softmax(teacher / T), q = softmax(student / T), then T**2 * mean(sum p log(p/q))."
-    )

@@ -1,8 +1,8 @@
 """TensorFlow MultiWorkerMirroredStrategy with a custom training loop, one process per worker.
 
 Usage: start one process per worker, each with ``TF_CONFIG`` naming the whole cluster and
-its own task index (``helpers.distributed.launch_tf_workers`` does this on one machine):
-``python -m helpers.demos.tf_multiworker --output-dir DIR``
+its own task index (``helpers.runtime.distributed.launch_tf_workers`` does this on one machine):
+``python -m helpers.scripts.tf_multiworker --output-dir DIR``
 
 The workers build the same Keras model inside the strategy's scope and train it with
 ``strategy.run``; the strategy all-reduces the gradients across workers, so every worker
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from helpers.demos import say
+from helpers.scripts import say
 
 if TYPE_CHECKING:
     import keras
