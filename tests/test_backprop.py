@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
+import torch
 
 from helpers.lessons import backprop
-
-torch = pytest.importorskip("torch")
-tf = pytest.importorskip("tensorflow")
 
 SHAPES = [(1, 1, 1), (4, 3, 2), (16, 7, 5)]  # (N, d_in, d_out)
 DTYPES = [np.float32, np.float64]

@@ -28,10 +28,7 @@ DDP = "helpers.scripts.ddp_train"
 TF_DEMO = "helpers.scripts.tf_multiworker"
 
 
-@pytest.fixture(autouse=True)
-def no_process_left_behind():
-    yield
-    assert psutil.Process().children(recursive=True) == []
+pytestmark = pytest.mark.usefixtures("no_process_left_behind")
 
 
 def _script(tmp_path: Path, name: str, code: str) -> Path:
@@ -150,17 +147,6 @@ def test_launch_result_metrics_and_traceback_parsing():
         LaunchResult((("x",),), 0, (("", "no json"),), 1.0, False).metrics()
 
 
-@pytest.fixture
-def two_gpu_driver(tmp_path, monkeypatch):
-    """Put an ``nvidia-smi`` on PATH that lists two GPUs, as the real one would."""
-    smi = tmp_path / "nvidia-smi"
-    lines = ["0, T4, GPU-aa, 15360, 535.1", "1, T4, GPU-bb, 15360, 535.1"]
-    smi.write_text("#!/bin/sh\n" + "".join(f"echo '{line}'\n" for line in lines))
-    smi.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-
-
 def test_bad_launch_arguments(tmp_path, monkeypatch, two_gpu_driver):
     with pytest.raises(ValueError, match="nproc must be at least 1 process; got 0"):
         distributed.launch_torchrun(DDP, nproc=0)
@@ -186,6 +172,26 @@ def test_bad_launch_arguments(tmp_path, monkeypatch, two_gpu_driver):
     )
     with pytest.raises(ValueError, match="Asked for 3 processes, one per GPU, but only 1 GPU"):
         distributed.launch_accelerate(DDP, nproc=3)
+
+
+def test_cpu_fallback_hides_the_gpus_even_from_a_callers_environment(tmp_path, two_gpu_driver):
+    # One GPU left visible by the caller, two processes asked for: the run goes to the CPU,
+    # and the caller's CUDA_VISIBLE_DEVICES must not undo the plan's "-1" (two ranks on one
+    # GPU would crash on cuda:1).
+    script = _script(
+        tmp_path,
+        "show_devices.py",
+        """
+        import json, os
+        print(json.dumps({"rank": os.environ["RANK"], "cvd": os.environ["CUDA_VISIBLE_DEVICES"]}))
+        """,
+    )
+    result = distributed.launch_torchrun(
+        script, env={"CUDA_VISIBLE_DEVICES": "0"}, timeout=120, echo=False
+    ).check()
+    seen = [json.loads(text) for _, text in result.lines if text.startswith('{"rank"')]
+    assert sorted(entry["rank"] for entry in seen) == ["0", "1"]
+    assert {entry["cvd"] for entry in seen} == {"-1"}
 
 
 def test_device_plans(two_gpu_driver, monkeypatch):

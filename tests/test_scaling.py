@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
 from helpers.checks import ch05 as checks
 from helpers.lessons import scaling
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 # (hidden, layers, heads, vocab, positions)
 CONFIGS = [(32, 1, 2, 50, 16), (48, 2, 4, 100, 32), (64, 3, 8, 257, 64)]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from helpers.checks.report import report_not_attempted
+from helpers.checks.report import report_correct, report_not_attempted, report_not_yet
 from helpers.lessons.quantization import distillation_loss, predicted_int8_size_bytes
 from helpers.lessons.scaling import (
     ADAM_FP32_BYTES_PER_PARAMETER,
@@ -30,7 +30,7 @@ def _number(answer: object) -> float | None:
     try:
         return float(answer)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        print(f"Not yet: {answer!r} is not a number. Hint: write it as an int or a float.")
+        report_not_yet(f"{answer!r} is not a number", "write it as an int or a float.")
         return None
 
 
@@ -48,8 +48,8 @@ def check_bert_base_parameters(answer: int | None) -> None:
     parts = parameter_breakdown(BERT_BASE)
     expected = sum(parts.values())
     if value == expected:
-        return print(
-            f"Correct: {expected:,} parameters, {parts['embeddings']:,} of them in the embeddings."
+        return report_correct(
+            f"{expected:,} parameters, {parts['embeddings']:,} of them in the embeddings."
         )
     h = BERT_BASE.hidden_size
     hints = {
@@ -62,10 +62,11 @@ def check_bert_base_parameters(answer: int | None) -> None:
     }
     for wrong, problem in hints.items():
         if value == wrong:
-            return print(f"Not yet: {problem}. Hint: add up every part listed above the exercise.")
-    print(
-        f"Not yet: {value:,.0f} is not the count. Hint: embeddings (V + P + T) h + 2h, then per "
-        "layer 4 (h^2 + h) + 2 h i + i + h + 4h, then the pooler h^2 + h."
+            return report_not_yet(f"{problem}", "add up every part listed above the exercise.")
+    report_not_yet(
+        f"{value:,.0f} is not the count",
+        "embeddings (V + P + T) h + 2h, then per "
+        "layer 4 (h^2 + h) + 2 h i + i + h + 4h, then the pooler h^2 + h.",
     )
 
 
@@ -84,23 +85,24 @@ def check_flops_ratio(answer: float | None) -> None:
         BERT_BASE, batch_size=1, seq_len=128
     )
     if abs(value - expected) < 1e-4:
-        return print(
-            f"Correct: {expected:.4f}. The projections and feed-forward grow with the number of "
+        return report_correct(
+            f"{expected:.4f}. The projections and feed-forward grow with the number of "
             "tokens (x2), the attention scores with its square (x4)."
         )
     if abs(value - 2) < 1e-9:
-        return print(
-            "Not yet: 2 would hold if every FLOP grew with the number of tokens. Hint: the "
-            "score matrix Q K^T is seq_len x seq_len."
+        return report_not_yet(
+            "2 would hold if every FLOP grew with the number of tokens",
+            "the score matrix Q K^T is seq_len x seq_len.",
         )
     if abs(value - 4) < 1e-9:
-        return print(
-            "Not yet: only the attention term grows fourfold. Hint: most FLOPs are in the "
-            "projections and the feed-forward block, which grow linearly."
+        return report_not_yet(
+            "only the attention term grows fourfold",
+            "most FLOPs are in the projections and the feed-forward block, which grow linearly.",
         )
-    print(
-        f"Not yet: {value} is not the ratio. Hint: use helpers.lessons.scaling.forward_flops with "
-        "BERT_BASE, batch_size=1 and seq_len 256 and 128, or the formula above it."
+    report_not_yet(
+        f"{value} is not the ratio",
+        "use helpers.lessons.scaling.forward_flops with "
+        "BERT_BASE, batch_size=1 and seq_len 256 and 128, or the formula above it.",
     )
 
 
@@ -118,19 +120,19 @@ def check_training_memory_gib(answer: float | None) -> None:
     params = parameter_count(BERT_BASE)
     expected = ADAM_FP32_BYTES_PER_PARAMETER * params / 2**30
     if abs(value - expected) < 0.01:
-        return print(
-            f"Correct: 16 bytes x {params:,} = {expected:.2f} GiB before a single activation."
+        return report_correct(
+            f"16 bytes x {params:,} = {expected:.2f} GiB before a single activation."
         )
     if abs(value - 4 * params / 2**30) < 0.01:
-        return print(
-            "Not yet: that is the weights alone. Hint: training also keeps a gradient and "
-            "AdamW's two moments per parameter."
+        return report_not_yet(
+            "that is the weights alone",
+            "training also keeps a gradient and AdamW's two moments per parameter.",
         )
     if abs(value - 16 * params / 1e9) < 0.01:
-        return print("Not yet: that is in GB (10^9 bytes). Hint: a GiB is 2**30 bytes.")
-    print(
-        f"Not yet: {value} GiB is not it. Hint: four float32 numbers (4 bytes each) per "
-        "parameter, divided by 2**30."
+        return report_not_yet("that is in GB (10^9 bytes)", "a GiB is 2**30 bytes.")
+    report_not_yet(
+        f"{value} GiB is not it",
+        "four float32 numbers (4 bytes each) per parameter, divided by 2**30.",
     )
 
 
@@ -156,35 +158,38 @@ def check_integrated_gradients(
     try:
         got = np.asarray(answer(grad_f, x, baseline, 200), dtype=np.float64)
     except Exception as error:  # the learner's code may fail in any way
-        return print(
-            f"Not yet: your function raised {type(error).__name__}: {error}. Hint: grad_f "
-            "takes one point (an array like x) and returns the gradient there."
+        return report_not_yet(
+            f"your function raised {type(error).__name__}: {error}",
+            "grad_f takes one point (an array like x) and returns the gradient there.",
         )
     exact = w * (np.tanh(x) - np.tanh(baseline))
     if got.shape != x.shape:
-        return print(
-            f"Not yet: you returned shape {got.shape}, but x has shape {x.shape}. Hint: one "
-            "attribution per input."
+        return report_not_yet(
+            f"you returned shape {got.shape}, but x has shape {x.shape}",
+            "one attribution per input.",
         )
     if np.allclose(got, exact, atol=1e-3):
-        return print(
-            "Correct: your attributions match the exact ones, and they add up to "
+        return report_correct(
+            "your attributions match the exact ones, and they add up to "
             f"f(x) - f(baseline) = {exact.sum():.4f}."
         )
     if np.allclose(got, grad_f(x) * x, atol=1e-3):
-        return print(
-            "Not yet: that is gradient x input at x alone. Hint: average the gradient along "
-            "the path baseline + a (x - baseline), a from 0 to 1."
+        return report_not_yet(
+            "that is gradient x input at x alone",
+            "average the gradient along the path baseline + a (x - baseline), a from 0 to 1.",
         )
     if np.allclose(got * (x - baseline), exact, rtol=0.05, atol=1e-2):
-        return print(
-            "Not yet: you returned the average gradient. Hint: multiply it by (x - baseline)."
-        )
-    print(
-        "Not yet: your attributions differ from the exact ones by up to "
-        f"{np.abs(got - exact).max():.3g}. Hint: evaluate grad_f at baseline + a (x - baseline) "
-        "for a = 0, 1/steps, ..., 1, average, and multiply by (x - baseline)."
+        return report_not_yet("you returned the average gradient", "multiply it by (x - baseline).")
+    report_not_yet(
+        f"your attributions differ from the exact ones by up to {np.abs(got - exact).max():.3g}",
+        "evaluate grad_f at baseline + a (x - baseline) "
+        "for a = 0, 1/steps, ..., 1, average, and multiply by (x - baseline).",
     )
+
+
+def kept_pairs(tokens: Sequence[str], scores: Sequence[float]) -> list[tuple[str, float]]:
+    """Return ``(token, score)`` pairs without BERT's special tokens ``[CLS]`` and ``[SEP]``."""
+    return [(t, s) for t, s in zip(tokens, scores, strict=True) if t not in ("[CLS]", "[SEP]")]
 
 
 def top_tokens_reference(tokens: Sequence[str], scores: Sequence[float], k: int) -> list[str]:
@@ -198,7 +203,7 @@ def top_tokens_reference(tokens: Sequence[str], scores: Sequence[float], k: int)
     Returns:
         The tokens, largest ``|score|`` first (ties keep the sentence order).
     """
-    kept = [(t, s) for t, s in zip(tokens, scores, strict=True) if t not in ("[CLS]", "[SEP]")]
+    kept = kept_pairs(tokens, scores)
     order = sorted(range(len(kept)), key=lambda i: -abs(kept[i][1]))
     return [kept[i][0] for i in order[:k]]
 
@@ -217,17 +222,24 @@ def check_top_tokens(answer: Callable[[Sequence[str], Sequence[float], int], Any
     try:
         got = list(answer(tokens, scores, 3))
     except Exception as error:  # the learner's code may fail in any way
-        return print(f"Not yet: your function raised {type(error).__name__}: {error}.")
-    if got == expected:
-        return print(f"Correct: {got}. 'not' matters most, and it pushes the logit down.")
-    if "[SEP]" in got or "[CLS]" in got:
-        return print("Not yet: special tokens are in your answer. Hint: skip '[CLS]' and '[SEP]'.")
-    if got == ["good", "film", "the"]:
-        return print(
-            "Not yet: you ranked by signed score. Hint: a large negative score matters as "
-            "much as a large positive one: sort by abs(score)."
+        return report_not_yet(
+            f"your function raised {type(error).__name__}: {error}",
+            "run it on a small example first and read the error.",
         )
-    print(f"Not yet: expected {len(expected)} tokens, largest |score| first; you gave {got}.")
+    if got == expected:
+        return report_correct(f"{got}. 'not' matters most, and it pushes the logit down.")
+    if "[SEP]" in got or "[CLS]" in got:
+        return report_not_yet("special tokens are in your answer", "skip '[CLS]' and '[SEP]'.")
+    signed = [t for t, _ in sorted(kept_pairs(tokens, scores), key=lambda pair: -pair[1])][:3]
+    if got == signed:
+        return report_not_yet(
+            "you ranked by signed score",
+            "a large negative score matters as much as a large positive one: sort by abs(score).",
+        )
+    report_not_yet(
+        f"expected {len(expected)} tokens, largest |score| first; you gave {got}",
+        "drop the special tokens, sort the rest by abs(score), keep the first k.",
+    )
 
 
 def check_int8_size(answer: float | None, model: torch.nn.Module) -> None:
@@ -242,22 +254,23 @@ def check_int8_size(answer: float | None, model: torch.nn.Module) -> None:
     try:
         value = float(answer)
     except (TypeError, ValueError):
-        return print(f"Not yet: {answer!r} is not a number. Hint: give MB as a float.")
+        return report_not_yet(f"{answer!r} is not a number", "give MB as a float.")
     expected = predicted_int8_size_bytes(model) / 1e6
     everything = sum(p.numel() for p in model.parameters()) / 1e6
     if abs(value - expected) <= 0.01 * expected:
-        return print(
-            f"Correct: about {expected:.1f} MB. The embeddings are not linear layers, so they "
+        return report_correct(
+            f"about {expected:.1f} MB. The embeddings are not linear layers, so they "
             "stay in float32 and now dominate the file."
         )
     if abs(value - everything) <= 0.01 * everything:
-        return print(
-            "Not yet: that is every parameter at 1 byte. Hint: only nn.Linear weights become "
-            "int8; embeddings, LayerNorms and biases stay at 4 bytes."
+        return report_not_yet(
+            "that is every parameter at 1 byte",
+            "only nn.Linear weights become "
+            "int8; embeddings, LayerNorms and biases stay at 4 bytes.",
         )
-    print(
-        f"Not yet: {value} MB is not it. Hint: 1 byte per nn.Linear weight plus 4 bytes per "
-        "other parameter, divided by 10**6."
+    report_not_yet(
+        f"{value} MB is not it",
+        "1 byte per nn.Linear weight plus 4 bytes per other parameter, divided by 10**6.",
     )
 
 
@@ -277,20 +290,23 @@ def check_distillation_loss(
     try:
         got = float(answer(student, teacher, 4.0))
     except Exception as error:  # the learner's code may fail in any way
-        return print(f"Not yet: your function raised {type(error).__name__}: {error}.")
+        return report_not_yet(
+            f"your function raised {type(error).__name__}: {error}",
+            "run it on a small example first and read the error.",
+        )
     if abs(got - expected) < 1e-6 * max(1.0, abs(expected)):
-        return print(f"Correct: {got:.6f}, the same as the reference.")
+        return report_correct(f"{got:.6f}, the same as the reference.")
     if abs(got * 16 - expected) < 1e-6 * max(1.0, abs(expected)):
-        return print("Not yet: you left out the factor T^2. Hint: multiply the KL by T**2.")
+        return report_not_yet("you left out the factor T^2", "multiply the KL by T**2.")
     if abs(got - distillation_loss(student, teacher, 1.0)) < 1e-6:
-        return print("Not yet: the temperature has no effect. Hint: divide both logits by T.")
+        return report_not_yet("the temperature has no effect", "divide both logits by T.")
     swapped = distillation_loss(teacher, student, 4.0)
     if abs(got - swapped) < 1e-6 * max(1.0, abs(swapped)):
-        return print(
-            "Not yet: the KL is the wrong way round. Hint: KL(teacher || student) weights "
-            "by the teacher's probabilities."
+        return report_not_yet(
+            "the KL is the wrong way round",
+            "KL(teacher || student) weights by the teacher's probabilities.",
         )
-    print(
-        f"Not yet: you returned {got:.6f}, the reference gives {expected:.6f}. Hint: "
-        "p = softmax(teacher / T), q = softmax(student / T), then T**2 * mean(sum p log(p/q))."
+    report_not_yet(
+        f"you returned {got:.6f}, the reference gives {expected:.6f}",
+        "p = softmax(teacher / T), q = softmax(student / T), then T**2 * mean(sum p log(p/q)).",
     )

@@ -162,7 +162,8 @@ def launch_torchrun(
     command = torchrun_command(
         target, args, nproc_per_node=count, endpoint=f"127.0.0.1:{free_port()}"
     )
-    environment = _thread_env(count, {**devices, **extra})
+    # The device plan wins over the caller's variables: a CPU run must hide every GPU.
+    environment = _thread_env(count, {**extra, **devices})
     return run_processes([command], envs=[environment], timeout=timeout, echo=echo)
 
 
