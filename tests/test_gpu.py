@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from helpers.checks import ch06 as checks
-from conftest import H200, SMI_LINES
+from conftest import H200, SMI_LINES, install_nvidia_smi
 
 from helpers.runtime import gpu
 from helpers.runtime.gpu import Finding, GpuFacts, PhysicalGpu, diagnose
@@ -89,6 +89,28 @@ def test_select_gpus_without_driver_names_the_cause(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ValueError, match=r"lists 0 GPU\(s\): none \(no NVIDIA driver found\)"):
         gpu.select_gpus([0])
+
+
+@pytest.mark.parametrize("value", ["abc", "0,abc", "GPU-aa,1"])
+def test_select_gpus_refuses_a_value_that_would_silently_hide_gpus(value, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(ValueError, match="is not a list of GPUs"):
+        gpu.select_gpus(value)
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+@pytest.mark.parametrize("value", ["0,1", "GPU-8932f937", "-1", ""])
+def test_select_gpus_takes_well_formed_raw_values(value, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    assert gpu.select_gpus(value) == value
+
+
+def test_an_unexpected_nvidia_smi_line_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    notice = "WARNING: infoROM is corrupted at gpu 0000:41:00.0"
+    install_nvidia_smi(tmp_path, [notice, *SMI_LINES], monkeypatch)
+    with pytest.warns(UserWarning, match="infoROM is corrupted"):
+        assert gpu.nvidia_gpus() == TWO_GPUS
 
 
 @pytest.mark.parametrize("indices", [[0, 0], [-1]])

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,12 +74,30 @@ def nvidia_gpus() -> tuple[PhysicalGpu, ...]:
         return ()
     if run.returncode != 0:
         return ()
-    return tuple(_parse_nvidia_smi_line(line) for line in run.stdout.splitlines() if line.strip())
+    gpus = []
+    for line in run.stdout.splitlines():
+        if not line.strip():
+            continue
+        try:
+            gpus.append(_parse_nvidia_smi_line(line))
+        except ValueError:  # a notice, or a driver that prints a field differently
+            warnings.warn(
+                f"Ignoring a line from nvidia-smi that is not a GPU's description: {line!r}",
+                stacklevel=2,
+            )
+    return tuple(gpus)
 
 
 def _parse_nvidia_smi_line(line: str) -> PhysicalGpu:
-    """Parse one line of ``nvidia-smi --query-gpu=index,name,uuid,memory.total,driver_version``."""
-    index, name, uuid, memory, driver = (part.strip() for part in line.split(","))
+    """Parse one line of ``nvidia-smi --query-gpu=index,name,uuid,memory.total,driver_version``.
+
+    Raises:
+        ValueError: The line does not have those five fields, or its index is not a number.
+    """
+    parts = [part.strip() for part in line.split(",")]
+    if len(parts) != 5 or not parts[0].isdigit():
+        raise ValueError(f"Not a GPU line of nvidia-smi's query: {line!r}")
+    index, name, uuid, memory, driver = parts
     memory_bytes = int(float(memory) * _MIB) if memory.replace(".", "").isdigit() else None
     return PhysicalGpu(int(index), name, uuid, memory_bytes, driver)
 
@@ -173,7 +192,14 @@ def select_gpus(gpus: Sequence[int] | str) -> str:
             new value would be silently ignored (unless it equals the current one).
     """
     if isinstance(gpus, str):
-        value = gpus
+        value = gpus.strip()
+        entries = parse_cuda_visible_devices(value) or []
+        if value not in ("", "-1") and len(entries) != len(value.split(",")):
+            raise ValueError(
+                f"{gpus!r} is not a list of GPUs: CUDA would hide every GPU from the first "
+                "entry that is not an index or a GPU-/MIG- UUID on. Give indices such as "
+                "[0, 1], a value such as '0,1' or 'GPU-8a3c', or '-1' to hide every GPU."
+            )
     else:
         indices = list(gpus)
         if len(set(indices)) != len(indices) or any(index < 0 for index in indices):
