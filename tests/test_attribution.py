@@ -123,7 +123,11 @@ def test_exercise_checks(capsys):
 
 
 def _without_special(tokens, scores):
-    return [(t, s) for t, s in zip(tokens, scores) if not (t.startswith("[") and t.endswith("]"))]
+    return [
+        (t, s)
+        for t, s in zip(tokens, scores, strict=True)
+        if not (t.startswith("[") and t.endswith("]"))
+    ]
 
 
 def top_tokens_by_magnitude(tokens, scores, k):

@@ -100,3 +100,15 @@ def test_check_token_count(answer, start, phrase, capsys):
     checks.check_token_count(answer)
     out = capsys.readouterr().out
     assert out.startswith(start) and phrase in out
+
+
+def test_check_token_count_never_raises_without_the_packaged_model(monkeypatch, capsys):
+    # Without the package (as on Colab), the check gets the Hub name; offline, the
+    # tokenizer cannot be loaded, and the check must say so instead of raising.
+    from helpers.assets.models import HUB_NAME, ModelSource
+    from helpers.checks import ch04
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(ch04, "text_model_source", lambda: ModelSource(HUB_NAME, "Hub", False))
+    checks.check_token_count(8)
+    assert capsys.readouterr().out.startswith("Cannot check here: the tokenizer of")

