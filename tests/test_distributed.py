@@ -9,7 +9,7 @@ up by TF_CONFIG. Every launch takes free loopback ports, so these tests run in p
 from __future__ import annotations
 
 import json
-import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -93,6 +93,45 @@ def test_crashing_child_shows_traceback_and_leaves_no_orphan(tmp_path, capsys):
     _assert_gone([grandchild])
     with pytest.raises(processes.LaunchError, match="ZeroDivisionError: division by zero"):
         result.check()
+
+
+def test_torchrun_workers_die_with_a_killed_kernel(tmp_path):
+    # A notebook kernel that is restarted dies without running its clean-up. Its torchrun,
+    # and torchrun's workers, must not live on.
+    worker = _script(
+        tmp_path,
+        "sleeper.py",
+        """
+        import os, time
+        print("worker", os.getpid(), flush=True)
+        time.sleep(120)
+        """,
+    )
+    kernel = _script(
+        tmp_path,
+        "kernel.py",
+        f"""
+        from helpers.runtime.distributed import launch_torchrun
+        launch_torchrun({str(worker)!r}, nproc=2, timeout=300)
+        """,
+    )
+    parent = subprocess.Popen(
+        [sys.executable, str(kernel)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    workers = []
+    deadline = time.monotonic() + 90
+    while len(workers) < 2 and time.monotonic() < deadline:
+        line = parent.stdout.readline()
+        if "worker" in line:
+            workers.append(int(line.split()[-1]))
+    assert len(workers) == 2, "the workers did not start"
+    family = psutil.Process(parent.pid).children(recursive=True)
+    assert {p.pid for p in family} >= set(workers)
+    parent.kill()  # as a kernel restart does: no clean-up runs in the parent
+    parent.wait()
+    parent.stdout.close()
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert alive == [], [p.cmdline()[:3] for p in alive]
 
 
 def test_hanging_child_is_killed_at_the_timeout(tmp_path):

@@ -14,12 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
-
-from helpers.checks import ch06 as checks
 from conftest import H200, SMI_LINES, install_nvidia_smi
 
+from helpers.checks import ch06 as checks
 from helpers.runtime import gpu
 from helpers.runtime.gpu import Finding, GpuFacts, PhysicalGpu, diagnose
 

@@ -9,6 +9,7 @@ top of it. POSIX only (process groups).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
@@ -16,6 +17,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +33,7 @@ _TERMINATE_GRACE_S = 5.0  # how long processes get between SIGTERM and SIGKILL
 _FAIL_FAST_GRACE_S = 2.0  # how long the others may run on after one process failed
 
 
+_PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 _TRACEBACK_START = "Traceback (most recent call last):"
 
 
@@ -142,6 +145,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: ask Linux to send SIGTERM when the parent dies.
+
+    A notebook kernel that is restarted or killed cannot run its clean-up, and the children
+    live in their own sessions; with this, ``torchrun`` gets SIGTERM and stops its workers.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _pump(stream: Any, index: int, lines: queue.Queue) -> None:
@@ -256,6 +269,7 @@ def run_processes(
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
             processes.append(process)
             threading.Thread(
