@@ -4,11 +4,11 @@ Usage: ``torchrun --nproc-per-node=2 -m helpers.scripts.ddp_train --output-dir D
 
 Every process (a rank) builds the same small MLP and trains it on its own shard of a
 synthetic regression set; DDP averages the gradients over the ranks in every backward
-pass, so all replicas take identical steps. Backend gloo on CPU, NCCL on GPUs (one GPU
+pass, so all replicas take identical steps. Backend gloo on CPUs, NCCL on GPUs (one GPU
 per process). Each rank saves its final parameters to ``DIR/params_rank{R}.npy``; rank 0
-prints the metrics as a JSON object on its last line. The building blocks (data, model,
-loader, loop) are functions, so a notebook can train the same model in one process and
-compare.
+prints the metrics as a JSON object on its last line. The lines that make it distributed
+carry a ``# DDP:`` comment; the rest is ordinary PyTorch, in functions that a notebook can
+also call in one process, to compare.
 """
 
 from __future__ import annotations
@@ -77,11 +77,11 @@ def make_model(seed: int = 0, hidden: int = 64) -> torch.nn.Module:
 def make_loader(
     dataset: TensorDataset, batch_size: int, *, rank: int, world_size: int, seed: int = 0
 ) -> DataLoader:
-    """Give one rank its shard: ``DistributedSampler`` deals shuffled examples to the ranks.
+    """Give one rank its shard of the data, in batches of ``batch_size``.
 
     All ranks shuffle with the same seed, then rank ``r`` takes positions ``r``,
     ``r + world_size``, ... of that order, so together the ranks' batches of one step are
-    one contiguous global batch of ``batch_size * world_size`` examples.
+    one global batch of ``batch_size * world_size`` examples, and no two ranks share one.
 
     Args:
         dataset: The full dataset (the same on every rank).
@@ -91,11 +91,11 @@ def make_loader(
         seed: Shuffling seed, shared by all ranks.
 
     Returns:
-        The ``DataLoader``; call ``loader.sampler.set_epoch(e)`` before each epoch.
+        The ``DataLoader``; its ``sampler`` needs ``set_epoch`` before each epoch.
     """
     from torch.utils.data import DataLoader, DistributedSampler
 
-    sampler = DistributedSampler(
+    sampler = DistributedSampler(  # DDP: deal each rank a disjoint shard of the data
         dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
     )
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
@@ -131,7 +131,7 @@ def train(
     losses: list[float] = []
     epoch = 0
     while len(losses) < steps:
-        loader.sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)  # DDP: a new shuffle each epoch, the same on all ranks
         for x, y in loader:
             loss = torch.nn.functional.mse_loss(model(x.to(device)), y.to(device))
             optimizer.zero_grad()
@@ -193,22 +193,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = parse_args(argv)
     start = time.perf_counter()
+    # torchrun sets RANK, LOCAL_RANK (the rank on this machine), WORLD_SIZE and the address
+    # where the ranks meet (MASTER_ADDR, MASTER_PORT); init_process_group reads them.
+    local_rank = int(os.environ["LOCAL_RANK"])
     if torch.cuda.is_available():
-        local_rank = int(os.environ["LOCAL_RANK"])
+        torch.cuda.set_device(local_rank)  # DDP: first pin this process to its own GPU,
+        dist.init_process_group("nccl")  # DDP: then join the group (NCCL between GPUs)
         device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-        dist.init_process_group("nccl")
     else:
+        dist.init_process_group("gloo")  # DDP: join the group (gloo between CPU processes)
         device = torch.device("cpu")
-        dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    loader = make_loader(
-        make_data(seed=args.seed), args.batch_size, rank=rank, world_size=world, seed=args.seed
-    )
+
+    data = make_data(seed=args.seed)  # every rank makes the full set; the sampler shards it
+    loader = make_loader(data, args.batch_size, rank=rank, world_size=world, seed=args.seed)
     model = make_model(args.seed).to(device)
-    ddp = DistributedDataParallel(
-        model, device_ids=[device.index] if device.index is not None else None
+    ddp = DistributedDataParallel(  # DDP: copy rank 0's weights to all, average gradients
+        model, device_ids=[local_rank] if device.type == "cuda" else None
     )
     say(
         f"[rank {rank}/{world}] backend {dist.get_backend()}, device {device}, "
@@ -217,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def global_loss(loss: torch.Tensor) -> float:
         total = loss.clone()
-        dist.all_reduce(total)  # the sum over ranks, so every rank logs the same number
+        dist.all_reduce(total)  # for the log only: the sum over ranks, the same on every rank
         return total.item() / world
 
     def on_step(step: int, loss: float) -> None:
@@ -235,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         global_loss=global_loss,
         on_step=on_step,
     )
+
+    # Report: every rank saves its parameters; rank 0 checks that all replicas agree.
     params = flat_parameters(model)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     np.save(args.output_dir / f"params_rank{rank}.npy", params)
@@ -255,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "seconds": round(time.perf_counter() - start, 2),
         }
         say(json.dumps(metrics))
-    dist.destroy_process_group()
+    dist.destroy_process_group()  # DDP: leave the group, so that every process exits cleanly
 
 
 if __name__ == "__main__":
