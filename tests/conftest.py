@@ -33,6 +33,23 @@ def two_gpu_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def drawn_figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Record every figure that ``plt.subplots`` makes (explorers close theirs after drawing)."""
+    import matplotlib.pyplot as plt
+
+    figures: list = []
+    real_subplots = plt.subplots
+
+    def recording_subplots(*args, **kwargs):
+        fig, axes = real_subplots(*args, **kwargs)
+        figures.append(fig)
+        return fig, axes
+
+    monkeypatch.setattr(plt, "subplots", recording_subplots)
+    return figures
+
+
+@pytest.fixture
 def no_process_left_behind() -> Iterator[None]:
     """Fail the test if any process it started is still running when it ends."""
     yield

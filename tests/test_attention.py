@@ -368,7 +368,7 @@ def test_attention_maps_need_eager_attention(text_model):
         model.config._attn_implementation = "eager"
 
 
-def test_attention_explorer_draws_and_redraws(text_model):
+def test_attention_explorer_draws_and_redraws(text_model, drawn_figures):
     from helpers.viz import explorers
 
     tokenizer, model = text_model
@@ -376,8 +376,15 @@ def test_attention_explorer_draws_and_redraws(text_model):
     text, menus, _ = widget.children
     layer_menu, head_menu = menus.children
     assert (layer_menu.value, head_menu.value) == (explorers.DEFAULT_LAYER, explorers.DEFAULT_HEAD)
+    assert len(drawn_figures) == 1  # the default figure, drawn at once
     head_menu.value = 0
     text.value = "A short one."
+    assert len(drawn_figures) == 3  # one redraw per change
+    ax = drawn_figures[-1].axes[0]
+    assert ax.get_title() == f"Layer {explorers.DEFAULT_LAYER}, head 0"
+    tokens, weights = explorers.attention_maps(tokenizer, model, "A short one.")
+    assert [label.get_text() for label in ax.get_xticklabels()] == tokens
+    assert np.allclose(ax.images[0].get_array(), weights[explorers.DEFAULT_LAYER, 0])
     with pytest.raises(ValueError, match=r"layer=6 and head=0: this model has layers 0..5"):
         explorers.attention_explorer(tokenizer, model, layer=6, head=0)
 

@@ -95,11 +95,16 @@ def test_errors_name_the_problem(model, tokenizer):
         model.eval()
 
 
-def test_explorer_draws_and_redraws(model, tokenizer):
+def test_explorer_draws_and_redraws(model, tokenizer, drawn_figures):
     widget = explorers.attribution_explorer(model, tokenizer, SENTENCE, steps=4)
     text, _ = widget.children
-    assert text.value == SENTENCE
+    assert text.value == SENTENCE and len(drawn_figures) == 1
     text.value = "Terrible."  # reruns both attributions
+    assert len(drawn_figures) == 2
+    figure = drawn_figures[-1]
+    assert figure.texts[0].get_text().startswith("Prediction: ")
+    labels = [label.get_text() for label in figure.axes[0].get_yticklabels()]
+    assert "terrible" in labels and "good" not in labels
 
 
 def reference_ig(grad_f, x, baseline, steps):

@@ -41,6 +41,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except OSError:
                 assert process.poll() is None, "the Jupyter server exited"
                 time.sleep(0.5)
+        else:
+            pytest.fail(f"the Jupyter server did not answer on {url} within 60 s")
         yield url
     finally:
         process.terminate()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -89,9 +91,19 @@ def test_step_flops_skips_the_input_gradient_of_the_first_layer():
     )
 
 
-def test_timings_are_positive():
-    assert step_cost.torch_step_seconds(8, steps=5, repeats=2) > 0
-    assert step_cost.matmul_flops_per_s(64, repeats=2) > 0
+def test_timings_are_per_step_and_in_seconds():
+    # The per-step time, times the steps run (5 per repeat, 2 repeats plus a warm-up), fits
+    # inside the wall time of the call: a time in ms, or per run instead of per step, would not.
+    start = time.perf_counter()
+    step = step_cost.torch_step_seconds(8, steps=5, repeats=2)
+    elapsed = time.perf_counter() - start
+    assert 0 < 10 * step < elapsed
+    start = time.perf_counter()
+    flops = step_cost.matmul_flops_per_s(256, repeats=3)
+    elapsed = time.perf_counter() - start
+    # Three products of 2 * 256**3 FLOPs took at most the call's time, and no 2-core CPU
+    # reaches 10 TFLOP/s in float32.
+    assert 3 * 2 * 256**3 / elapsed < flops < 1e13
 
 
 def _softmax_model(from_logits: bool = False, flatten: bool = True):

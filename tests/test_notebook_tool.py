@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from tools import notebooks as tool
@@ -196,3 +197,55 @@ def test_an_invalid_notebook_is_named(tmp_path: Path, monkeypatch, text: str):
     path.write_text(text)
     with pytest.raises(SystemExit, match=r"broken\.ipynb: not a valid notebook"):
         tool.read(path)
+
+
+def saved_by_jupyter(tmp_path: Path, nb: dict, monkeypatch) -> Path:
+    """Write `nb` at PATH under `tmp_path` as Jupyter saves it, with the tool pointed there."""
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool.Repository, "from_config", classmethod(lambda cls: REPO))
+    path = tmp_path / PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.from_dict(nb), path)
+    return path
+
+
+def test_fix_leaves_a_notebook_saved_by_jupyter_unchanged(tmp_path: Path, monkeypatch):
+    nb = clean_notebook()
+    nb["cells"][2]["source"] = "What it teaches,\nover two lines.\n"
+    nb["cells"][4]["source"] = "x = 1\n\nprint(x + 1)"
+    path = saved_by_jupyter(tmp_path, nb, monkeypatch)
+    saved = path.read_bytes()
+    assert tool.main(["fix", str(path)]) == 0
+    assert path.read_bytes() == saved
+
+
+def test_fix_strips_outputs_and_state_and_keeps_cell_ids(tmp_path: Path, monkeypatch):
+    nb = clean_notebook()
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nb["cells"][4].update(
+        execution_count=3,
+        outputs=[
+            {
+                "output_type": "execute_result",
+                "execution_count": 3,
+                "metadata": {},
+                "data": {"text/plain": "2"},
+            }
+        ],
+    )
+    nb["cells"][4]["metadata"]["execution"] = {"iopub.status.idle": "2026-12-01T10:00:00Z"}
+    expected = saved_by_jupyter(tmp_path, clean_notebook(), monkeypatch).read_bytes()
+    path = saved_by_jupyter(tmp_path, nb, monkeypatch)
+    assert tool.main(["fix", str(path)]) == 0
+    assert path.read_bytes() == expected
+
+
+def test_fix_inserts_a_badge_cell_that_jupyter_can_open(tmp_path: Path, monkeypatch):
+    nb = clean_notebook()
+    del nb["cells"][1]
+    path = saved_by_jupyter(tmp_path, nb, monkeypatch)
+    assert tool.main(["fix", str(path)]) == 0
+    repaired = nbformat.read(path, as_version=4)
+    nbformat.validate(repaired)
+    assert repaired.cells[1].id == "badges"
+    assert tool.problems(repaired, PATH, REPO) == []

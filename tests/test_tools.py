@@ -1,12 +1,20 @@
-"""The build tools fail loudly and clearly: wrong Python, a failing notebook, no kit."""
+"""The build tools fail loudly and clearly (wrong Python, a failing notebook, no kit), and
+recover from what an interrupted run leaves behind."""
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
-from tools import execute_notebooks, run_benchmarks
+import numpy as np
+import pytest
+
+from helpers.runtime.integrity import npm_integrity
+from tools import execute_notebooks, run_benchmarks, web_assets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +103,99 @@ def test_a_failing_benchmark_keeps_its_figures_and_the_others_run(tmp_path, monk
     assert run_benchmarks.main() == 0
     figures = json.loads(results.read_text())
     assert figures["speed"] == 4 and figures["suite_s"] == 12.5  # updated, others kept
+
+
+def demo_package(folder: Path, files: dict[str, bytes]) -> Path:
+    """Write an npm package folder `folder` (named NAME@VERSION) with `files` under dist/."""
+    name, version = folder.name.rsplit("@", 1)
+    (folder / "dist").mkdir(parents=True)
+    (folder / "package.json").write_text(json.dumps({"name": name, "version": version}))
+    for relative, data in files.items():
+        (folder / "dist" / relative).write_bytes(data)
+    return folder
+
+
+def demo_tarball(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    """Write the gzipped tarball npm would make of a package with `files` under dist/."""
+    tarball = tmp_path / "demo-1.0.0.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for relative, data in files.items():
+            member = tarfile.TarInfo(f"package/dist/{relative}")
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    return tarball
+
+
+def demo_asset(spec: str, tarball: Path) -> web_assets.Asset:
+    integrity = npm_integrity(tarball)
+    return web_assets.Asset(spec=spec, integrity=integrity, subdir="package/dist/", dest="demo")
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_web_assets_use_the_one_npm_integrity_of_the_helpers():
+    assert web_assets.npm_integrity is npm_integrity
+    assert not hasattr(web_assets, "integrity_of")
+
+
+def test_an_interrupted_unpack_keeps_the_complete_folder(tmp_path: Path):
+    rng = np.random.default_rng(0)  # incompressible, so half the tarball is half the files
+    files = {f"part{i}.js": rng.bytes(200_000) for i in range(4)}
+    tarball = demo_tarball(tmp_path, files)
+    asset = demo_asset("demo@1.0.0", tarball)
+    dest = tmp_path / "web-assets"
+    assert web_assets.unpack(asset, tarball, dest) == 4
+    # A tarball cut off part way, as an interrupted copy leaves it: extraction stops midway.
+    broken = tmp_path / "broken.tgz"
+    broken.write_bytes(tarball.read_bytes()[: tarball.stat().st_size // 2])
+    with pytest.raises((EOFError, tarfile.TarError, OSError)):
+        web_assets.unpack(asset, broken, dest)
+    assert files_under(dest / "demo") == files, "the complete folder must survive"
+    assert sorted(p.name for p in dest.iterdir()) == ["demo"], "no half-written folder left"
+
+
+def test_the_leftovers_of_a_killed_unpack_are_replaced(tmp_path: Path):
+    files = {"embed.js": b"complete", "nested/widget.js": b"also complete"}
+    tarball = demo_tarball(tmp_path, files)
+    asset = demo_asset("demo@1.0.0", tarball)
+    dest = tmp_path / "web-assets"
+    # What a run killed part way leaves: a half-written staging folder, and (from the
+    # unpack that wrote in place) a half-filled folder with a stale file.
+    (dest / ".partial-demo-x1").mkdir(parents=True)
+    (dest / ".partial-demo-x1" / "embed.js").write_bytes(b"compl")
+    (dest / "demo").mkdir()
+    (dest / "demo" / "embed.js").write_bytes(b"comp")
+    (dest / "demo" / "stale.js").write_bytes(b"from an older release")
+    assert web_assets.unpack(asset, tarball, dest) == 2
+    assert files_under(dest / "demo") == files
+    assert sorted(p.name for p in dest.iterdir()) == ["demo"]
+
+
+def test_a_truncated_cached_tarball_is_fetched_again(tmp_path: Path):
+    npm = shutil.which("npm")
+    assert npm, "npm (Node.js) is required by the book's build"
+    package = demo_package(tmp_path / "src" / "demo@1.0.0", {"embed.js": b"served"})
+    downloads = tmp_path / "npm-packs"
+    (tmp_path / "first").mkdir()
+    pack = [npm, "pack", "--silent", str(package), "--pack-destination", str(tmp_path / "first")]
+    subprocess.run(pack, check=True, capture_output=True, timeout=120)
+    packed = tmp_path / "first" / "demo-1.0.0.tgz"
+    asset = demo_asset(str(package), packed)
+    cached = downloads / web_assets.tarball_name(asset.spec)
+    downloads.mkdir()
+    cached.write_bytes(packed.read_bytes()[:100])  # an interrupted download
+    assert web_assets.fetch(asset, downloads) == cached
+    assert npm_integrity(cached) == asset.integrity
+    assert sorted(p.name for p in downloads.iterdir()) == [cached.name], "no temporary left"
+
+
+def test_npm_pack_gives_up_at_its_timeout(tmp_path: Path, monkeypatch):
+    package = demo_package(tmp_path / "src" / "demo@1.0.0", {"embed.js": b"served"})
+    monkeypatch.setattr(web_assets, "NPM_TIMEOUT_S", 0.001)
+    with pytest.raises(SystemExit, match=r"did not finish in 0\.001 s"):
+        web_assets.npm_pack(str(package), tmp_path / "downloads")
+    assert list((tmp_path / "downloads").iterdir()) == []

@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from tools import workshop
@@ -46,6 +47,33 @@ def test_handouts_are_written_and_zipped(tmp_path: Path, monkeypatch):
         with zipfile.ZipFile(tmp_path / f"{name}.zip") as archive:
             names = {Path(n).name for n in archive.namelist()}
         assert {p.name for p in NOTEBOOKS} <= names
+
+
+def test_only_cells_tagged_solution_are_removed():
+    cells = [
+        nbformat.v4.new_markdown_cell("# Title", id="title"),
+        nbformat.v4.new_code_cell("answer = 1", id="a", metadata={"tags": ["solution", "x"]}),
+        nbformat.v4.new_code_cell("hint = 1", id="b", metadata={"tags": ["solution-hint"]}),
+        nbformat.v4.new_code_cell("check(answer)", id="c"),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    student = workshop.student_version(nb)
+    assert [c.id for c in student.cells] == ["title", "student-copy-note", "b", "c"]
+    assert len(nb.cells) == 4, "the original notebook is left as it was"
+    nbformat.validate(student)
+
+
+def test_handouts_are_valid_notebooks_written_as_jupyter_writes_them(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["workshop.py", "--dest", str(tmp_path)])
+    assert workshop.main() == 0
+    for name in ("student", "instructor"):
+        for path in NOTEBOOKS:
+            text = (tmp_path / name / path.name).read_text(encoding="utf-8")
+            nb = nbformat.reads(text, as_version=4)
+            nbformat.validate(nb)
+            assert text == nbformat.writes(nb) + "\n", f"{name}/{path.name}"
+            ids = [cell.id for cell in nb.cells]
+            assert len(ids) == len(set(ids)), f"{name}/{path.name}: repeated cell ids"
 
 
 @pytest.mark.book
