@@ -26,12 +26,13 @@ if TYPE_CHECKING:
 def quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Return a copy of a model whose ``nn.Linear`` layers compute with int8 weights.
 
-    Dynamic quantization stores each linear layer's weights as 8-bit integers with a
-    scale per output row, and quantizes the activations on the fly, per batch, when the
-    layer runs. Embeddings, LayerNorms and everything else stay in float32. It runs on
-    CPUs only. ``torch.ao.quantization`` is deprecated in favour of the separate torchao
-    package; its deprecation warnings are silenced here because the book pins the PyTorch
-    version that still has it.
+    Dynamic quantization stores each linear layer's weights as 8-bit integers with one
+    scale for the whole weight tensor (``qscheme=torch.per_tensor_affine``, zero point 0),
+    and quantizes the activations on the fly, per batch, when the layer runs. Embeddings,
+    LayerNorms and everything else stay in float32. It runs on CPUs only.
+    ``torch.ao.quantization`` is deprecated in favour of the separate torchao package; its
+    deprecation warnings are silenced here because the book pins the PyTorch version that
+    still has it.
 
     Args:
         model: A float32 model on the CPU (it is not modified).
@@ -69,8 +70,8 @@ def predicted_int8_size_bytes(model: torch.nn.Module) -> int:
     """Predict the weight bytes of a float32 model after ``quantize_dynamic_int8``.
 
     Linear weights shrink from 4 bytes to 1 per number; their biases and every other
-    parameter stay at 4 bytes. The per-row scales and file metadata are left out, so
-    the measured size is slightly larger.
+    parameter stay at 4 bytes. The scales (one per layer) and file metadata are left
+    out, so the measured size is slightly larger.
 
     Args:
         model: The float32 model.
