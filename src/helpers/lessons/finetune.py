@@ -19,12 +19,15 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from helpers.assets.data import SENTIMENT_LABELS, TextSplit, load_sentiment
 from helpers.assets.models import ModelSource, load_text_model, text_model_source
+
+if TYPE_CHECKING:
+    import transformers
 
 # The recipe of chapter 4: 60 steps of 16 sentences, about 40 s of training on one CPU core.
 MAX_LENGTH = 64
@@ -111,6 +114,65 @@ def model_source(model: str | None = None) -> ModelSource:
     return ModelSource(location=model, origin="Hugging Face Hub", verified=False)
 
 
+def training_arguments(
+    output_dir: str | Path,
+    *,
+    batch_size: int = BATCH_SIZE,
+    learning_rate: float = LEARNING_RATE,
+    max_steps: int = MAX_STEPS,
+    epochs: float = EPOCHS,
+    seed: int = 0,
+    eval: bool = True,
+) -> transformers.TrainingArguments:
+    """Return the ``TrainingArguments`` of chapter 4's recipe (notebook 04c writes them out).
+
+    Args:
+        output_dir: Where Trainer's files go.
+        batch_size: Sentences per step on each process.
+        learning_rate: AdamW's peak learning rate.
+        max_steps: Optimizer steps; -1 to train for ``epochs`` instead.
+        epochs: Passes over the training sentences when ``max_steps`` is -1.
+        seed: Seed of the head's initialisation and of the data order.
+        eval: Evaluate halfway and at the end.
+
+    Returns:
+        The arguments.
+    """
+    import torch
+    import transformers
+
+    return transformers.TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=EVAL_BATCH_SIZE,
+        learning_rate=learning_rate,
+        weight_decay=0.01,
+        warmup_steps=0.1,
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        eval_strategy="steps" if eval else "no",
+        eval_steps=0.5,
+        logging_strategy="steps",
+        logging_steps=0.1,
+        save_strategy="no",
+        report_to="none",
+        train_sampling_strategy="group_by_length",  # batches of similar lengths: less padding
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Under torchrun without a GPU, Trainer distributes over CPU processes only when told
+        # to use the CPU (accelerate launch --cpu says so itself).
+        use_cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
+        # BERT's classification loss is a plain mean over the process's batch. With the default
+        # True, Trainer multiplies it by the number of processes (meant for token-count
+        # losses), which doubles the gradients under 2 processes; DDP's averaging is right.
+        average_tokens_across_devices=False,
+        ddp_find_unused_parameters=False,  # every parameter takes part in the forward pass
+        push_to_hub=False,
+    )
+
+
 def finetune_sentiment(
     *,
     model: str | None = None,
@@ -164,7 +226,6 @@ def finetune_sentiment(
         )
     if max_steps == 0 or max_steps < -1:
         raise ValueError(f"max_steps={max_steps} must be positive, or -1 to use epochs.")
-    import torch
     import transformers
 
     transformers.set_seed(seed)
@@ -179,35 +240,14 @@ def finetune_sentiment(
     )
     train = encode(tokenizer, data.train, max_length, train_size)
     validation = encode(tokenizer, data.validation, max_length)
-    args = transformers.TrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=EVAL_BATCH_SIZE,
+    args = training_arguments(
+        output_dir,
+        batch_size=batch_size,
         learning_rate=learning_rate,
-        weight_decay=0.01,
-        warmup_steps=0.1,
-        num_train_epochs=epochs,
         max_steps=max_steps,
-        eval_strategy="steps" if eval else "no",
-        eval_steps=0.5,
-        logging_strategy="steps",
-        logging_steps=0.1,
-        save_strategy="no",
-        report_to="none",
-        train_sampling_strategy="group_by_length",  # batches of similar lengths: less padding
+        epochs=epochs,
         seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        # Under torchrun without a GPU, Trainer distributes over CPU processes only when told
-        # to use the CPU (accelerate launch --cpu says so itself).
-        use_cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
-        # BERT's classification loss is a plain mean over the process's batch. With the default
-        # True, Trainer multiplies it by the number of processes (meant for token-count
-        # losses), which doubles the gradients under 2 processes; DDP's averaging is right.
-        average_tokens_across_devices=False,
-        ddp_find_unused_parameters=False,  # every parameter takes part in the forward pass
-        push_to_hub=False,
+        eval=eval,
     )
 
     def compute_metrics(prediction: transformers.EvalPrediction) -> dict[str, float]:

@@ -171,8 +171,39 @@ def train_keras(
     )
 
 
+def train_one_epoch(model: Any, loader: Any, optimizer: Any) -> tuple[float, float]:
+    """Train a PyTorch classifier for one pass over ``loader``, in train mode.
+
+    Notebook 04b writes this function out; ``tests/test_copies.py`` keeps the two equal.
+
+    Args:
+        model: The module.
+        loader: A ``DataLoader`` of ``(inputs, labels)`` batches.
+        optimizer: The optimizer over the model's parameters.
+
+    Returns:
+        ``(mean loss, accuracy)`` over the epoch's examples.
+    """
+    import torch
+
+    model.train()
+    total_loss, correct = 0.0, 0
+    for x, y in loader:
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(dim=1) == y).sum().item()
+    return total_loss / len(loader.dataset), correct / len(loader.dataset)
+
+
 def evaluate_torch(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Return the mean cross-entropy and accuracy of a PyTorch classifier, in eval mode.
+
+    Notebook 04b writes this function out (as ``evaluate``); ``tests/test_copies.py`` keeps
+    the two equal.
 
     Args:
         model: The module; it is left in eval mode.
@@ -239,23 +270,10 @@ def train_torch(
     start = time.time()
     for _ in tqdm(range(epochs), desc="epochs", disable=not progress):
         epoch_start = time.time()
-        model.train()
-        total_loss, correct = 0.0, 0
-        for x, y in loader:
-            logits = model(x)
-            loss = torch.nn.functional.cross_entropy(logits, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(y)
-            correct += (logits.argmax(dim=1) == y).sum().item()
+        loss, accuracy = train_one_epoch(model, loader, optimizer)
         val_loss, val_accuracy = evaluate_torch(model, data.x_val, data.y_val)
         epoch_seconds.append(time.time() - epoch_start)
-        for key, value in zip(
-            history,
-            (total_loss / len(data.y_train), correct / len(data.y_train), val_loss, val_accuracy),
-            strict=True,
-        ):
+        for key, value in zip(history, (loss, accuracy, val_loss, val_accuracy), strict=True):
             history[key].append(value)
     train_seconds = time.time() - start
     model.eval()
