@@ -16,6 +16,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Notebooks executed in parallel by `make test` (the kernels then share the cores).
+# (The seconds one cell may run are set once, as execute.timeout in _config.yml.)
 NOTEBOOK_WORKERS ?= 1
 # The folder `make lab` opens (a workshop points it at the student notebooks).
 LAB_DIR ?= notebooks
@@ -44,9 +45,13 @@ book: $(STAMP) web-assets data
 	$(VENV)/bin/jupyter-book build . --builder html
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
 
+# Each target names what it needs, so `make -j test` runs every step once, in order:
+# the notebooks run once (nbmake), the strict build renders them from the execution cache
+# they filled, and the page checks read that build and the executed copies.
 test: lint hygiene unit notebooks strict-book book-checks
 	@echo "make test: all checks passed"
 
+# ruff with flake8-bandit's S rules (pyproject.toml), then the book's own safety check.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -61,10 +66,10 @@ unit: $(STAMP) data
 notebooks: $(STAMP) data
 	@echo "[step] notebooks"; time $(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS)
 
-strict-book: $(STAMP) web-assets data
+strict-book: $(STAMP) web-assets data notebooks
 	@echo "[step] strict book build"; time $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 
-book-checks: $(STAMP)
+book-checks: $(STAMP) strict-book
 	@echo "[step] checks of the built pages, in headless Chromium"; time $(PY) -m pytest -m "book or browser" -q
 
 bench: $(STAMP) data

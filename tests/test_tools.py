@@ -3,8 +3,10 @@ recover from what an interrupted run leaves behind."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -73,7 +75,10 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path: Path, capfd):
         },
     }
     notebook.write_text(json.dumps(nb))
-    code = execute_notebooks.run_nbmake([notebook], workers=1, timeout=60)
+    shared = execute_notebooks.JUNIT  # what `make notebooks` reads, maybe running meanwhile
+    shared_before = shared.stat().st_mtime_ns if shared.exists() else None
+    report = tmp_path / "report.xml"
+    code = execute_notebooks.run_nbmake([notebook], workers=1, timeout=60, junit=report)
     out = capfd.readouterr().out
     assert code != 0
     assert "99z-broken.ipynb" in out
@@ -81,6 +86,8 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path: Path, capfd):
     executed = execute_notebooks.nbformat.read(notebook, as_version=4)
     where = execute_notebooks.failure(executed)
     assert where == "cell 1: ValueError: this cell is broken on purpose"
+    assert report.exists()
+    assert (shared.stat().st_mtime_ns if shared.exists() else None) == shared_before
 
 
 def test_a_failing_benchmark_keeps_its_figures_and_the_others_run(tmp_path, monkeypatch, capsys):
@@ -199,3 +206,36 @@ def test_npm_pack_gives_up_at_its_timeout(tmp_path: Path, monkeypatch):
     with pytest.raises(SystemExit, match=r"did not finish in 0\.001 s"):
         web_assets.npm_pack(str(package), tmp_path / "downloads")
     assert list((tmp_path / "downloads").iterdir()) == []
+
+
+def test_the_cell_timeout_is_read_from_the_book_config(tmp_path: Path):
+    assert execute_notebooks.cell_timeout() == 300
+    config = tmp_path / "_config.yml"
+    config.write_text("execute:\n  timeout: 45\n")
+    assert execute_notebooks.cell_timeout(config) == 45
+    config.write_text("execute:\n  timeout: -1\n")
+    with pytest.raises(SystemExit, match="must be whole seconds, not -1"):
+        execute_notebooks.cell_timeout(config)
+
+
+def literal_timeouts(path: Path) -> list[str]:
+    """Return the notebook runs in `path` (nbclient, nbconvert, nbmake) with a literal timeout."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+            if name in ("NotebookClient", "ExecutePreprocessor"):
+                for keyword in node.keywords:
+                    if keyword.arg == "timeout" and isinstance(keyword.value, ast.Constant):
+                        found.append(f"{path.name}:{node.lineno}: {name}(timeout=...)")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if re.search(r"--nbmake-timeout=\d|ExecutePreprocessor\.timeout=\d", node.value):
+                found.append(f"{path.name}:{node.lineno}: {node.value}")
+    return found
+
+
+def test_every_notebook_run_uses_the_one_cell_timeout():
+    scripts = sorted((ROOT / "tools").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
+    assert [found for path in scripts for found in literal_timeouts(path)] == []
+    rehearsal = (ROOT / "tools" / "rehearse_offline_kit.sh").read_text()
+    assert '--nbmake-timeout="$cell_timeout"' in rehearsal

@@ -4,7 +4,9 @@ The notebooks are copied to `.executed/`, so the repository's copies stay clean 
 refuses any path inside a `_build` folder), and run there by nbmake, which names the
 failing notebook and cell. Each notebook that ran cleanly is stored in the Jupyter Book
 execution cache (`_build/.jupyter_cache`), keyed by its code, so the book build that
-follows renders those outputs instead of running the notebook again.
+follows renders those outputs instead of running the notebook again. A cell may run for
+`execute.timeout` seconds of `_config.yml`, the one per-cell timeout that the book build
+(myst-nb) and every other run of the notebooks read too.
 
 Usage: python tools/execute_notebooks.py [--workers N] [NOTEBOOK ...]
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import nbformat
+import yaml
 from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 
@@ -27,6 +30,17 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT / ".executed"
 CACHE = ROOT / "_build" / ".jupyter_cache"
 JUNIT = STAGE / "nbmake-report.xml"
+CONFIG = ROOT / "_config.yml"
+
+
+def cell_timeout(config: Path = CONFIG) -> int:
+    """Return the seconds a notebook cell may run: `execute.timeout` in `_config.yml`."""
+    timeout = yaml.safe_load(config.read_text(encoding="utf-8"))["execute"]["timeout"]
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+        raise SystemExit(
+            f"error: execute.timeout in {config} must be whole seconds, not {timeout!r}"
+        )
+    return timeout
 
 
 def stage(sources: list[Path]) -> list[Path]:
@@ -39,12 +53,12 @@ def stage(sources: list[Path]) -> list[Path]:
     return [target / path.name for path in sources]
 
 
-def run_nbmake(staged: list[Path], workers: int, timeout: int) -> int:
+def run_nbmake(staged: list[Path], workers: int, timeout: int, junit: Path = JUNIT) -> int:
     """Run nbmake over the staged notebooks, writing their outputs back; return pytest's code.
 
-    Each notebook's run time goes to a JUnit report beside the staged copies.
+    Each notebook's run time goes to the JUnit report `junit`.
     """
-    command = [sys.executable, "-m", "pytest", "--nbmake", "--overwrite", f"--junitxml={JUNIT}"]
+    command = [sys.executable, "-m", "pytest", "--nbmake", "--overwrite", f"--junitxml={junit}"]
     command += [f"--nbmake-timeout={timeout}", "-p", "no:cacheprovider", "-q", "--durations=0"]
     env = dict(os.environ)
     if workers > 1:
@@ -110,13 +124,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--workers", type=int, default=1, help="notebooks run in parallel")
-    parser.add_argument("--timeout", type=int, default=300, help="seconds allowed per cell")
     args = parser.parse_args()
     sources = [p.resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("*.ipynb"))
     if not sources:
         raise SystemExit("error: no notebooks found in notebooks/")
     staged = stage(sources)
-    code = run_nbmake(staged, args.workers, args.timeout)
+    code = run_nbmake(staged, args.workers, cell_timeout())
     stored = cache_results(sources, staged)
     print(f"{stored} of {len(sources)} executed notebooks stored in {CACHE.relative_to(ROOT)}")
     return code

@@ -7,8 +7,11 @@ a solution cell that the book would not fold away, or a figure without alt text 
 caption: a cell that draws one (`plt.show()` or an `..._explorer(` call) needs alt text in
 its metadata (`mystnb: {image: {alt: ...}}`, which the book puts on the image) and must be
 followed by a Markdown cell that starts with `**Figure: `, seen in Jupyter and the book.
-`fix` repairs what it can: it strips outputs, sets the kernel, and stamps the badge row
-and the Colab lines of the setup cell from `_config.yml`.
+`fix` repairs what it can: it strips outputs, execution counts and saved widget state
+(with nbstripout), sets the kernel, and stamps the badge row and the Colab lines of the
+setup cell from `_config.yml`. It writes the notebook as Jupyter does (`nbformat.write`:
+keys sorted, indent 1, sources as lists of lines), so fixing a notebook saved by Jupyter
+changes nothing but what needed fixing.
 
 Usage: python tools/notebooks.py {check,fix} [NOTEBOOK ...]   (default: notebooks/*.ipynb)
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 import yaml
+from nbstripout import strip_output
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -30,6 +34,9 @@ BADGE_TAG = "remove-cell"  # the book has launch buttons; the badges are for Col
 SETUP_TAG = "setup"
 COLAB_MARKER = "# On Colab, install the book's helper package"
 CAPTION_START = "**Figure: "
+BADGE_ID = "badges"  # the id of a badge cell that `fix` inserts
+# What nbstripout removes besides outputs and execution counts.
+STRIPPED_KEYS = ["metadata.widgets", "cell.metadata.execution"]
 MIN_ALT_LENGTH = 40  # a description, not a file name or a two-word label
 
 
@@ -189,20 +196,27 @@ def _h1(text: str) -> bool:
     return any(line.startswith("# ") for line in text.splitlines())
 
 
-def fixed(nb: dict, path: str, repo: Repository) -> dict:
+def fixed(nb: dict, path: str, repo: Repository) -> nbformat.NotebookNode:
     """Return `nb` with outputs stripped, kernel set, badges and Colab lines stamped."""
-    nb["metadata"]["kernelspec"] = dict(KERNELSPEC)
-    nb["metadata"].pop("widgets", None)
-    cells = nb["cells"]
-    for cell in cells:
-        cell.get("metadata", {}).pop("execution", None)
-        if cell["cell_type"] == "code":
-            cell["outputs"] = []
-            cell["execution_count"] = None
-    badge = {"cell_type": "markdown", "metadata": {"tags": [BADGE_TAG]}, "source": ""}
+    nb = nbformat.from_dict(nb)
+    strip_output(
+        nb,
+        keep_output=False,
+        keep_count=False,
+        keep_id=True,
+        extra_keys=STRIPPED_KEYS,
+        strip_init_cells=True,
+    )
+    nb.metadata["kernelspec"] = nbformat.from_dict(KERNELSPEC)
+    cells = nb.cells
     if len(cells) > 1 and _is_badge_cell(cells[1]):
         badge = cells[1]
     else:
+        badge = nbformat.v4.new_markdown_cell("", metadata={"tags": [BADGE_TAG]})
+        if "id" not in cells[0]:
+            del badge["id"]  # a notebook older than nbformat 4.5 has no cell ids
+        elif BADGE_ID not in {cell.get("id") for cell in cells}:
+            badge.id = BADGE_ID
         cells.insert(1, badge)
     badge["source"] = repo.badge_row(path)
     badge.setdefault("metadata", {})["tags"] = sorted(set(tags(badge)) | {BADGE_TAG})
@@ -228,11 +242,16 @@ def _without_colab_lines(text: str) -> str:
     return "".join(lines[end + 1 :]).lstrip("\n")
 
 
-def read(path: Path) -> dict:
-    """Read a notebook as plain JSON, failing with its name if it is not a valid nbformat 4."""
+def read(path: Path) -> nbformat.NotebookNode:
+    """Read a notebook, failing with its name if it is not a valid nbformat 4."""
+    text = path.read_text(encoding="utf-8")
     try:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        nbformat.validate(nbformat.from_dict(nb))
+        data = json.loads(text)
+        version = data.get("nbformat") if isinstance(data, dict) else None
+        if version != 4:
+            raise nbformat.ValidationError(f"nbformat version {version!r}, not 4")
+        nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+        nbformat.validate(nb)
     except (json.JSONDecodeError, nbformat.ValidationError) as error:
         message = str(error).splitlines()[0]
         raise SystemExit(f"{relative(path)}: not a valid notebook ({message})") from error
@@ -240,8 +259,8 @@ def read(path: Path) -> dict:
 
 
 def write(path: Path, nb: dict) -> None:
-    """Write a notebook the way Jupyter does (indent 1, trailing newline)."""
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    """Write a notebook the way Jupyter does (`nbformat.write`: keys sorted, indent 1)."""
+    nbformat.write(nbformat.from_dict(nb), path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,14 @@ the network itself), checks that JupyterLab answers, and runs every student note
 """
 
 
+def program(name: str) -> str:
+    """Return the full path of the program `name` on PATH, or stop, naming it."""
+    path = shutil.which(name)
+    if path is None:
+        raise SystemExit(f"error: the offline kit needs `{name}`; install it and run again")
+    return path
+
+
 def run(command: list[str], **kwargs) -> None:
     print("$", " ".join(command), flush=True)
     subprocess.run(command, check=True, **kwargs)
@@ -73,8 +81,9 @@ def main() -> int:
     for handout in ("student", "instructor"):
         shutil.copytree(BUILD / "workshop" / handout, kit / handout)
     (kit / "source").mkdir()
-    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, check=True, capture_output=True)
-    run(["tar", "-x", "-C", str(kit / "source")], input=archive.stdout)
+    git_archive = [program("git"), "archive", "HEAD"]
+    archive = subprocess.run(git_archive, cwd=ROOT, check=True, capture_output=True)
+    run([program("tar"), "-x", "-C", str(kit / "source")], input=archive.stdout)
     (kit / "README.md").write_text(README)
     zipped = kit.with_suffix(".zip")
     with zipfile.ZipFile(zipped, "w", zipfile.ZIP_STORED) as bundle:  # wheels are compressed

