@@ -26,10 +26,13 @@ import time
 from pathlib import Path
 
 import nbformat
+import yaml
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING_TAG = "timing"
+# The one per-cell timeout of the book, set in _config.yml (execute.timeout).
+CELL_TIMEOUT_S = yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["timeout"]
 # What may differ between two runs, each with its stand-in.
 VOLATILE = [
     # a number followed by a unit of time or rate, or a tqdm progress bar
@@ -94,7 +97,9 @@ def run_suite(
         for path in notebooks:
             nb = nbformat.read(copy / path.name, as_version=4)
             start = time.perf_counter()
-            NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(copy)}}).execute()
+            NotebookClient(
+                nb, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(copy)}}
+            ).execute()
             times[path.stem] = round(time.perf_counter() - start, 2)
             printed[path.stem], skipped_here = printed_lines(nb)
             skipped += skipped_here

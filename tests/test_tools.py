@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.runtime.integrity import npm_integrity
+from helpers.runtime.integrity import npm_integrity, npm_tarball_name
 from tools import execute_notebooks, run_benchmarks, web_assets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,7 +192,7 @@ def test_a_truncated_cached_tarball_is_fetched_again(tmp_path: Path):
     subprocess.run(pack, check=True, capture_output=True, timeout=120)
     packed = tmp_path / "first" / "demo-1.0.0.tgz"
     asset = demo_asset(str(package), packed)
-    cached = downloads / web_assets.tarball_name(asset.spec)
+    cached = downloads / npm_tarball_name(asset.spec)
     downloads.mkdir()
     cached.write_bytes(packed.read_bytes()[:100])  # an interrupted download
     assert web_assets.fetch(asset, downloads) == cached
@@ -202,9 +202,10 @@ def test_a_truncated_cached_tarball_is_fetched_again(tmp_path: Path):
 
 def test_npm_pack_gives_up_at_its_timeout(tmp_path: Path, monkeypatch):
     package = demo_package(tmp_path / "src" / "demo@1.0.0", {"embed.js": b"served"})
+    asset = web_assets.Asset(str(package), "sha512-unused", "package/", "demo")
     monkeypatch.setattr(web_assets, "NPM_TIMEOUT_S", 0.001)
     with pytest.raises(SystemExit, match=r"did not finish in 0\.001 s"):
-        web_assets.npm_pack(str(package), tmp_path / "downloads")
+        web_assets.fetch(asset, tmp_path / "downloads")
     assert list((tmp_path / "downloads").iterdir()) == []
 
 

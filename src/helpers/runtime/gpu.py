@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.runtime.env import (
+    GIB,
+    MIB,
     EnvironmentInfo,
     describe_cuda_visible_devices,
     environment_info,
     parse_cuda_visible_devices,
 )
-
-_MIB = 1024**2
-_GIB = 1024**3
 
 
 class GpuSelectionError(RuntimeError):
@@ -46,7 +45,7 @@ class PhysicalGpu:
     driver: str
 
     def __str__(self) -> str:
-        memory = "" if self.memory_bytes is None else f" ({self.memory_bytes / _GIB:.0f} GiB)"
+        memory = "" if self.memory_bytes is None else f" ({self.memory_bytes / GIB:.0f} GiB)"
         return f"{self.index}: {self.name}{memory}"
 
 
@@ -98,7 +97,7 @@ def _parse_nvidia_smi_line(line: str) -> PhysicalGpu:
     if len(parts) != 5 or not parts[0].isdigit():
         raise ValueError(f"Not a GPU line of nvidia-smi's query: {line!r}")
     index, name, uuid, memory, driver = parts
-    memory_bytes = int(float(memory) * _MIB) if memory.replace(".", "").isdigit() else None
+    memory_bytes = int(float(memory) * MIB) if memory.replace(".", "").isdigit() else None
     return PhysicalGpu(int(index), name, uuid, memory_bytes, driver)
 
 

