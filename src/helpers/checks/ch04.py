@@ -1,4 +1,4 @@
-"""Checks of chapter 4's exercises: the MLP in Keras and PyTorch (04a, 04b, 04d), fine-tuning (04c).
+"""Checks of chapter 4's exercises: the MLPs (04a, 04b, 04d), fine-tuning (04c), generation (04e).
 
 Belongs here: one ``check_...`` function per exercise of chapter 4's notebooks. Each prints
 a verdict through ``helpers.checks.report`` and never raises. Frameworks are imported inside
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -401,3 +402,118 @@ def check_f1(answer: Any) -> None:
         if abs(got - value) < 1e-9:
             return report_not_yet(problem, hint)
     report_not_yet(f"{got:.4f} is not the F1 score ({scores['f1']:.4f})", "2 TP / (2 TP + FP + FN)")
+
+
+# Notebook 04e (generation): SmolLM2-135M's shape, from its configuration.
+SMOLLM2_SHAPE = SimpleNamespace(
+    num_hidden_layers=30,
+    hidden_size=576,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    head_dim=64,
+    vocab_size=49_152,
+    max_position_embeddings=8_192,
+)
+
+
+def check_kv_cache_bytes(answer: int | None) -> None:
+    """Check the bytes of SmolLM2's key-value cache for its full context in bfloat16.
+
+    Args:
+        answer: The learner's count of bytes for one sequence of 8,192 tokens, or None.
+    """
+    if answer is None:
+        return report_not_attempted("an integer (bytes)")
+    from helpers.lessons.generation import kv_cache_bytes
+
+    tokens = SMOLLM2_SHAPE.max_position_embeddings
+    expected = kv_cache_bytes(SMOLLM2_SHAPE, tokens, bytes_per_value=2)
+    if answer == expected:
+        return report_correct(
+            f"30 layers x 3 key-value heads x 64 x 8,192 tokens x 2 x 2 bytes = {expected:,} "
+            f"bytes ({expected / 2**20:.0f} MiB)."
+        )
+    for value, problem, hint in (
+        (3 * expected, "you counted the 9 query heads", "only the 3 key-value heads are cached"),
+        (2 * expected, "that is the size in float32", "bfloat16 takes 2 bytes per value"),
+        (expected // 2, "you counted one tensor per layer", "the cache keeps keys and values"),
+    ):
+        if answer == value:
+            return report_not_yet(problem, hint)
+    report_not_yet(
+        f"{answer!r} is not the size",
+        "layers x key-value heads x head size x tokens x 2 x bytes per value",
+    )
+
+
+def check_uniform_perplexity(answer: float | None) -> None:
+    """Check the perplexity of a model that gives every one of SmolLM2's tokens equal odds.
+
+    Args:
+        answer: The learner's number, or None.
+    """
+    if answer is None:
+        return report_not_attempted("a number")
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return report_not_yet(f"{answer!r} is not a number", "perplexity = exp(mean loss)")
+    vocabulary = SMOLLM2_SHAPE.vocab_size
+    if abs(value - vocabulary) < 1e-6 * vocabulary:
+        return report_correct(
+            f"each token costs log({vocabulary:,}) nats, and exp of that is the vocabulary size: "
+            "the model is as unsure as a choice among 49,152 equal options."
+        )
+    if abs(value - np.log(vocabulary)) < 1e-6:
+        return report_not_yet("that is the loss, in nats", "perplexity is exp(loss)")
+    if abs(value - 1) < 1e-9:
+        return report_not_yet(
+            "a perplexity of 1 belongs to a model that is certain (and right)",
+            "with equal odds, every token has probability 1/49,152",
+        )
+    report_not_yet(f"{value:g} is not it", "the loss of each token is -log(1/49,152)")
+
+
+def check_min_p_filter(answer: Any) -> None:
+    """Check ``min_p_filter(logits, min_p)``: keep tokens with p >= min_p x the largest p.
+
+    Args:
+        answer: The learner's function of a ``(batch, vocabulary)`` tensor and a number.
+    """
+    if answer is None:
+        return report_not_attempted("a function min_p_filter(logits, min_p)")
+    import torch
+
+    logits = torch.randn(8, 50, generator=torch.Generator().manual_seed(3)) * 3
+    probabilities = torch.softmax(logits, dim=-1)
+    expected = probabilities >= 0.1 * probabilities.max(dim=-1, keepdim=True).values
+    try:
+        kept = torch.isfinite(torch.as_tensor(answer(logits.clone(), 0.1)))
+    except Exception as error:  # the learner's code may fail in any way
+        return report_not_yet(
+            f"your function raised {type(error).__name__}: {error}",
+            "compute torch.softmax(logits, -1) and compare it with min_p times its maximum",
+        )
+    if kept.shape != expected.shape:
+        return report_not_yet(
+            f"it returned shape {tuple(kept.shape)}, not {tuple(expected.shape)}",
+            "return the logits with the removed tokens set to float('-inf')",
+        )
+    if torch.equal(kept, expected):
+        return report_correct(
+            "min-p keeps every token at least min_p times as likely as the favourite: few "
+            "tokens when the model is sure, many when it is not."
+        )
+    if kept.all():
+        return report_not_yet(
+            "it keeps every token", "set the logits of the dropped tokens to float('-inf')"
+        )
+    if torch.equal(kept, probabilities >= 0.1):
+        return report_not_yet(
+            "it compares each probability with min_p itself",
+            "the threshold is min_p times the largest probability of each row",
+        )
+    report_not_yet(
+        f"it keeps {int(kept.sum())} tokens where min-p keeps {int(expected.sum())}",
+        "keep probabilities >= min_p * probabilities.max(dim=-1, keepdim=True).values",
+    )

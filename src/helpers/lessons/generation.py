@@ -405,7 +405,7 @@ def token_losses(
     """Return the negative log-likelihood of each next token (the causal LM loss, per token).
 
     Position t predicts token t + 1: the logits drop their last position and the labels
-    their first (the shift). Positions whose target is padding get NaN.
+    their first (the shift). Positions whose input or target is padding get NaN.
 
     Args:
         logits: ``(batch, length, vocabulary)``.
@@ -428,40 +428,46 @@ def token_losses(
     log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     targets = input_ids[:, 1:]
     losses = -log_probs.gather(-1, targets[..., None]).squeeze(-1)
-    if attention_mask is not None:
-        losses = losses.masked_fill(attention_mask[:, 1:] == 0, float("nan"))
+    if attention_mask is not None:  # a pad as the input or as the target: not scored
+        padded = (attention_mask[:, :-1] == 0) | (attention_mask[:, 1:] == 0)
+        losses = losses.masked_fill(padded, float("nan"))
     return losses
 
 
 def perplexities(model: Any, tokenizer: Any, texts: Sequence[str]) -> list[float]:
     """Return each text's perplexity under the model: exp(mean next-token loss).
 
-    Each text is scored on its own (no padding), its first token given, every later token
-    predicted.
+    The texts run as one padded batch; the attention mask hides the padding and positions
+    are counted from each text's first token, so every text scores as it would alone. The
+    first token of a text is given, every later token predicted.
 
     Args:
         model: A Transformers causal language model.
-        tokenizer: Its tokenizer.
+        tokenizer: Its tokenizer (with a padding token).
         texts: Texts of at least 2 tokens each.
 
     Returns:
         One perplexity per text.
 
     Raises:
-        ValueError: A text has fewer than 2 tokens or does not fit in the context.
+        ValueError: No texts, a text of fewer than 2 tokens, or one that does not fit in
+            the context.
     """
     import torch
 
-    results = []
+    if isinstance(texts, str) or not texts:
+        raise ValueError("texts must be a non-empty list of strings.")
+    batch = tokenizer(list(texts), return_tensors="pt", padding=True).to(model.device)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    for text, length in zip(texts, mask.sum(-1).tolist(), strict=True):
+        if length < 2:
+            raise ValueError(f"{text!r} has {length} token; perplexity needs 2 or more.")
+        check_prompt_fits(model, length, 0)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
-        for text in texts:
-            ids = tokenizer(text, return_tensors="pt")["input_ids"].to(model.device)
-            if ids.shape[1] < 2:
-                raise ValueError(f"{text!r} has {ids.shape[1]} token; perplexity needs 2 or more.")
-            check_prompt_fits(model, ids.shape[1], 0)
-            losses = token_losses(model(ids).logits, ids)
-            results.append(math.exp(float(losses.mean())))
-    return results
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+    losses = token_losses(logits, ids, mask)
+    return [math.exp(float(row.nanmean())) for row in losses]
 
 
 def entropy_bits(logits: torch.Tensor) -> torch.Tensor:
