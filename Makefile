@@ -25,13 +25,13 @@ LAB_ARGS ?=
 # Quiet TensorFlow's C++ start-up log everywhere (the helpers set the same default).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-# Each long step reports its wall time (bash's `time`), so slow steps are easy to spot.
-export TIMEFORMAT := [time] %R s
+# Each step of `make test` records its wall time (tools/timed.py, standard library only).
+TIMED := python3 tools/timed.py
 
-.PHONY: book test bench workshop offline-kit rehearse-kit data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
+.PHONY: book test test-steps bench workshop offline-kit rehearse-kit data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
-	@echo "[step] install"; time bash tools/setup_venv.sh $(VENV)
+	@echo "[step] install"; $(TIMED) install bash tools/setup_venv.sh $(VENV)
 	@touch $@
 
 web-assets: $(STAMP)
@@ -48,29 +48,36 @@ book: $(STAMP) web-assets data
 # Each target names what it needs, so `make -j test` runs every step once, in order:
 # the notebooks run once (nbmake), the strict build renders them from the execution cache
 # they filled, and the page checks read that build and the executed copies.
-test: lint hygiene unit notebooks strict-book book-checks
+# `make test` starts the timing record afresh, runs the steps, then prints where the time
+# went (phases, notebooks, slowest cells, test files, slowest tests).
+test:
+	@rm -f _build/test-times/phases.jsonl
+	@$(MAKE) --no-print-directory test-steps
+	@$(PY) tools/test_report.py
 	@echo "make test: all checks passed"
+
+test-steps: lint hygiene unit notebooks strict-book book-checks
 
 # ruff with flake8-bandit's S rules (pyproject.toml), then the book's own safety check.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(PY) tools/policy.py
+	@$(TIMED) lint bash -c '$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(PY) tools/policy.py'
 
 hygiene: $(STAMP)
-	$(PY) tools/notebooks.py check
+	@$(TIMED) hygiene $(PY) tools/notebooks.py check
 
 unit: $(STAMP) data
-	@echo "[step] unit tests"; time $(PY) -m pytest -m "not book and not browser" -q
+	@echo "[step] unit tests"; $(TIMED) unit $(PY) -m pytest -m "not book and not browser" -q \
+		--junitxml=_build/test-times/unit.xml
 
 notebooks: $(STAMP) data
-	@echo "[step] notebooks"; time $(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS)
+	@echo "[step] notebooks"; $(TIMED) notebooks $(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS)
 
 strict-book: $(STAMP) web-assets data notebooks
-	@echo "[step] strict book build"; time $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
+	@echo "[step] strict book build"; $(TIMED) strict-book $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 
 book-checks: $(STAMP) strict-book
-	@echo "[step] checks of the built pages, in headless Chromium"; time $(PY) -m pytest -m "book or browser" -q
+	@echo "[step] checks of the built pages, in headless Chromium"; $(TIMED) book-checks $(PY) -m pytest -m "book or browser" -q \
+		--junitxml=_build/test-times/book-checks.xml
 
 bench: $(STAMP) data
 	$(PY) tools/run_benchmarks.py
