@@ -29,7 +29,10 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from helpers.lessons import sharding
 from helpers.scripts import say, sharding_train
@@ -73,8 +76,14 @@ def placements_demo(mesh: Any) -> dict[str, Any]:
     return pieces
 
 
-def tensor_parallel(mesh: Any, *, dim: int, hidden: int, seed: int) -> dict[str, Any]:
-    """Split the MLP over the mesh; compare with the unsharded MLP; count the collectives."""
+def tensor_parallel(
+    mesh: Any, *, dim: int, hidden: int, seed: int, save_to: Path | None = None
+) -> dict[str, Any]:
+    """Split the MLP over the mesh; compare with the unsharded MLP; count the collectives.
+
+    With ``save_to``, the input and the tensor-parallel output are saved there
+    (``tp_input.npy``, ``tp_output.npy``) for a check in another process.
+    """
     import torch
     from torch.distributed.tensor.debug import CommDebugMode
     from torch.distributed.tensor.parallel import (
@@ -110,6 +119,10 @@ def tensor_parallel(mesh: Any, *, dim: int, hidden: int, seed: int) -> dict[str,
         for p, q in zip(mlp.parameters(), reference.parameters(), strict=True)
     )
     activations = sharding.saved_activation_bytes(lambda: mlp(x), mlp)
+    if save_to is not None:
+        save_to.mkdir(parents=True, exist_ok=True)
+        np.save(save_to / "tp_input.npy", x.detach().numpy())
+        np.save(save_to / "tp_output.npy", out.detach().numpy())
     return {
         "tp_local_shapes": {name: list(p.to_local().shape) for name, p in mlp.named_parameters()},
         "tp_placements": {name: str(p.placements[0]) for name, p in mlp.named_parameters()},
@@ -225,11 +238,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mesh-device", default="cpu", help="device type of the mesh")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per collective")
+    parser.add_argument("--output-dir", type=Path, default=None, help="rank 0 saves tp arrays")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
     if set(parts) - set(PARTS):
         parser.error(f"unknown parts {sorted(set(parts) - set(PARTS))}; choose from {PARTS}")
+    # Clear errors before any process waits for its peers: torchrun sets WORLD_SIZE.
     backend = sharding.backend_for_mesh(args.mesh_device)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if "tp" in parts:
+        sharding.check_divisible(args.hidden, world_size, f"fc1's {args.hidden} output units")
+    if "pp" in parts:
+        layers = sharding_train.LAYERS
+        sharding.check_divisible(layers, world_size, f"the {layers} blocks into stages")
     import torch
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
@@ -248,7 +269,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if "tp" in parts:
         metrics["placements"] = everyone(placements_demo(mesh))
-        result = tensor_parallel(mesh, dim=args.dim, hidden=args.hidden, seed=args.seed)
+        save_to = args.output_dir if rank == 0 else None
+        result = tensor_parallel(
+            mesh, dim=args.dim, hidden=args.hidden, seed=args.seed, save_to=save_to
+        )
         metrics.update(result)
         metrics["tp_max_output_diff"] = max(everyone(result["tp_max_output_diff"]))
         metrics["tp_max_grad_diff"] = max(everyone(result["tp_max_grad_diff"]))

@@ -43,12 +43,14 @@ if TYPE_CHECKING:
 
 PHASES = ("ddp", "zero1", "fsdp", "sgd", "ckpt", "dcp")
 
+LAYERS = 4  # blocks of the default model
+
 
 def make_model(
     seed: int = 0,
     *,
     dim: int = 128,
-    layers: int = 4,
+    layers: int = LAYERS,
     heads: int = 4,
     vocab: int = 256,
     seq_len: int = 32,
@@ -288,7 +290,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4, help="sequences per rank per step")
     parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--layers", type=int, default=LAYERS)
     parser.add_argument("--lr", type=float, default=0.05, help="SGD's; Adam uses lr / 50")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mesh-device", default="cpu", help="device type of the mesh")
