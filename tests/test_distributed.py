@@ -21,7 +21,7 @@ import pytest
 
 from helpers.checks import ch06 as checks
 from helpers.runtime import distributed, processes
-from helpers.runtime.distributed import LaunchResult, run_processes
+from helpers.runtime.processes import LaunchResult, run_processes
 from helpers.scripts import ddp_train
 
 DDP = "helpers.scripts.ddp_train"
@@ -151,7 +151,7 @@ def test_hanging_child_is_killed_at_the_timeout(tmp_path):
     )
     start = time.monotonic()
     result = run_processes([[sys.executable, str(script)]], timeout=3, echo=False)
-    assert result.timed_out and result.returncode == distributed.TIMED_OUT
+    assert result.timed_out and result.returncode == processes.TIMED_OUT
     assert time.monotonic() - start < 3 + 2 * distributed._TERMINATE_GRACE_S + 5
     _assert_gone([int(next(t for _, t in result.lines if t.startswith("pids")).split()[1])])
 
