@@ -62,7 +62,7 @@ def torch_figures(device) -> dict[str, float]:
     batch = torch.randint(0, deep.vocab_size, (8, 64), device=device)
     target = torch.randint(0, 2, (8,), device=device)
     plain = scaling.measure_training_step(net, batch, target, repeats=5)
-    net.activation_checkpointing_enable()
+    scaling.enable_activation_checkpointing(net)
     checkpointed = scaling.measure_training_step(net, batch, target, repeats=5)
     figures["checkpoint_memory_ratio"] = round(
         plain.activation_bytes / checkpointed.activation_bytes, 2

@@ -101,7 +101,7 @@ def test_checkpointing_and_bfloat16_shrink_saved_activations():
     bf16 = scaling.measure_training_step(
         model, ids, labels, repeats=1, autocast_dtype=torch.bfloat16
     )
-    model.activation_checkpointing_enable()
+    scaling.enable_activation_checkpointing(model)
     checkpointed = scaling.measure_training_step(model, ids, labels, repeats=1)
     assert plain.peak_bytes is None  # no CUDA allocator on a CPU
     assert 0 < plain.seconds < elapsed  # one step, in seconds, inside the call's wall time

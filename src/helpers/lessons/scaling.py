@@ -222,6 +222,22 @@ def tiny_bert_config(
     )
 
 
+def enable_activation_checkpointing(model: Any) -> None:
+    """Turn on activation (gradient) checkpointing in a Transformers model, on any release.
+
+    Transformers after 5.15 names it ``activation_checkpointing_enable`` and keeps
+    ``gradient_checkpointing_enable`` as a deprecated alias; 5.15 (Colab's) has only the
+    old name.
+
+    Args:
+        model: A Transformers ``PreTrainedModel``.
+    """
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable()
+    else:
+        model.gradient_checkpointing_enable()
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     """Run ``fn`` once under PyTorch's FLOP counter and return the FLOPs it counted.
 
