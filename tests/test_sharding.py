@@ -19,6 +19,7 @@ import psutil
 import pytest
 import torch
 
+from helpers.checks import ch06 as checks
 from helpers.lessons import scaling, sharding
 from helpers.runtime import distributed
 from helpers.runtime.processes import run_processes
@@ -373,3 +374,23 @@ def test_trainer_asked_for_fsdp_on_cpu_falls_back_to_ddp(tmp_path):
     assert m["manual_fsdp_parameter_type"] == "DTensor"
     assert sum(m["manual_fsdp_elements_per_rank"]) >= m["parameters"]
     assert max(m["manual_fsdp_elements_per_rank"]) <= 0.55 * m["parameters"]
+
+
+@pytest.mark.parametrize(
+    ("check", "right", "wrong"),
+    [
+        (checks.check_fsdp_gpus, 14, [13, 16, 2, "x", 0]),
+        (checks.check_microbatches, 27, [26, 36, 30, 100, -1]),
+        (
+            checks.check_fsdp_shards,
+            ((128, 128), (32, 512)),
+            [((128, 128), (128, 128)), ((256, 128), (64, 512)), "x", ((1,),)],
+        ),
+    ],
+)
+def test_exercise_checks(check, right, wrong, capsys):
+    check(right)
+    assert capsys.readouterr().out.startswith("Correct")
+    for answer in [None, *wrong]:
+        check(answer)
+        assert capsys.readouterr().out.startswith(("Not yet", "Not attempted"))

@@ -1,4 +1,5 @@
-"""Checks of chapter 6's exercises: GPUs (06a), tf.distribute (06b), DDP (06c), Trainer (06d).
+"""Checks of chapter 6's exercises: GPUs (06a), tf.distribute (06b), DDP (06c), Trainer (06d),
+sharding (06e).
 
 Belongs here: one ``check_...`` function per exercise of chapter 6's notebooks. Each prints
 a verdict through ``helpers.checks.report`` and never raises. No framework is imported.
@@ -235,4 +236,100 @@ def check_framework_index(answer: int | None) -> None:
         )
     report_not_yet(
         f"cuda:{answer} does not exist here", "only two GPUs are visible: cuda:0 and cuda:1"
+    )
+
+
+# 06e: sharding
+
+
+def check_fsdp_gpus(answer: int | None) -> None:
+    """Check the fewest GPUs whose FSDP shards of a 70B model's training state fit in 80 GiB each.
+
+    Mixed-precision Adam (16 bytes per parameter), model states only.
+
+    Args:
+        answer: The learner's number of GPUs, or None.
+    """
+    from helpers.lessons.sharding import GIB, per_rank_bytes
+
+    if answer is None:
+        return report_not_attempted("an integer number of GPUs")
+    if isinstance(answer, bool) or not isinstance(answer, int) or answer < 1:
+        return report_not_yet(f"{answer!r} is not a number of GPUs", "give a positive integer")
+
+    def gib(gpus: int) -> float:
+        return per_rank_bytes(70_000_000_000, "fsdp", gpus, mixed_precision=True).total / GIB
+
+    if answer == 14:
+        return report_correct(
+            f"14 GPUs hold {gib(14):.1f} GiB each; 13 would need {gib(13):.1f} GiB, over 80."
+        )
+    if answer < 14:
+        return report_not_yet(
+            f"with {answer} GPUs each holds {gib(answer):.1f} GiB, more than 80",
+            "16 bytes per parameter, divided by the number of GPUs, must be at most 80 GiB",
+        )
+    report_not_yet(
+        f"{answer} GPUs fit ({gib(answer):.1f} GiB each), but fewer do too",
+        "find the smallest N with per_rank_bytes(70e9, 'fsdp', N, ...) at most 80 GiB",
+    )
+
+
+def check_microbatches(answer: int | None) -> None:
+    """Check the fewest micro-batches that bring a 4-stage pipeline's bubble down to 10 %.
+
+    Args:
+        answer: The learner's number of micro-batches, or None.
+    """
+    from helpers.lessons.sharding import pipeline_bubble_fraction
+
+    if answer is None:
+        return report_not_attempted("an integer number of micro-batches")
+    if isinstance(answer, bool) or not isinstance(answer, int) or answer < 1:
+        return report_not_yet(f"{answer!r} is not a number of micro-batches", "a positive integer")
+    if answer == 27:
+        return report_correct("3 / (27 + 3) = 10 %; with 26 the bubble is 3/29, 10.3 %.")
+    if answer == 36:
+        return report_not_yet(
+            "that solves 4 / (m + 4) = 0.1", "the bubble is (p - 1) idle slots of m + p - 1"
+        )
+    bubble = pipeline_bubble_fraction(4, answer)
+    if bubble > 0.1:
+        return report_not_yet(
+            f"with {answer} micro-batches the bubble is {bubble:.1%}",
+            "solve (p - 1) / (m + p - 1) <= 0.1 for m, with p = 4",
+        )
+    report_not_yet(
+        f"{answer} micro-batches give {bubble:.1%}, but fewer are enough",
+        "solve (p - 1) / (m + p - 1) <= 0.1 for the smallest m",
+    )
+
+
+def check_fsdp_shards(answer: Sequence[Sequence[int]] | None) -> None:
+    """Check the shapes of rank 3's FSDP2 shards of fc1.weight (512, 128) and fc2.weight (128, 512).
+
+    Four ranks.
+
+    Args:
+        answer: The learner's two shapes, ``(fc1 shard, fc2 shard)``, or None.
+    """
+    if answer is None:
+        return report_not_attempted("two shapes, such as ((1, 2), (3, 4))")
+    try:
+        fc1, fc2 = (tuple(int(n) for n in shape) for shape in answer)
+    except (TypeError, ValueError):
+        return report_not_yet(f"{answer!r} is not two shapes", "write ((rows, cols), (rows, cols))")
+    if (fc1, fc2) == ((128, 128), (32, 512)):
+        return report_correct(
+            "fully_shard splits every parameter along dimension 0 (Shard(0)), 1/4 of the rows."
+        )
+    if fc2 == (128, 128):
+        return report_not_yet(
+            "fc2's shard keeps all 128 rows",
+            "FSDP2 shards dimension 0 of every parameter, whatever the layer does",
+        )
+    if (fc1, fc2) == ((256, 128), (64, 512)):
+        return report_not_yet("those are the shards of 2 ranks", "divide the rows by 4")
+    report_not_yet(
+        f"{(fc1, fc2)} are not the shards", "split the first dimension of each weight into 4"
     )
