@@ -18,18 +18,15 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from helpers.scripts import say
+from helpers.scripts import FEATURES, regression_data, say, training_parser
 
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
-
-FEATURES = 16
 
 
 def make_data(examples: int = 2048, seed: int = 0) -> TensorDataset:
@@ -45,11 +42,8 @@ def make_data(examples: int = 2048, seed: int = 0) -> TensorDataset:
     import torch
     from torch.utils.data import TensorDataset
 
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(examples, FEATURES))
-    a, b = rng.normal(size=(FEATURES, 8)) / 2, rng.normal(size=(8, 1))
-    y = np.tanh(x @ a) @ b + 0.1 * rng.normal(size=(examples, 1))
-    return TensorDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32))
+    x, y = regression_data(examples, seed)
+    return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
 
 
 def make_model(seed: int = 0, hidden: int = 64) -> torch.nn.Module:
@@ -170,12 +164,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     Returns:
         The parsed arguments.
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=32, help="examples per rank per step")
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = training_parser(
+        __doc__.splitlines()[0], steps=40, batch_help="examples per rank per step"
+    )
     parser.add_argument("--crash-at-step", type=int, default=0, help="simulate a failure")
     parser.add_argument("--crash-rank", type=int, default=1, help="the rank that fails")
     return parser.parse_args(argv)

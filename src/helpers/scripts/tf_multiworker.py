@@ -19,34 +19,14 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from helpers.scripts import say
+from helpers.scripts import FEATURES, regression_data, say, training_parser
 
 if TYPE_CHECKING:
     import keras
-
-FEATURES = 16
-
-
-def make_data(examples: int = 2048, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Make a synthetic regression set ``y = tanh(x A) b + noise``, the same on every worker.
-
-    Args:
-        examples: Number of examples.
-        seed: Seed of the generator.
-
-    Returns:
-        Inputs (examples, 16) and targets (examples, 1), float32.
-    """
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(examples, FEATURES))
-    a, b = rng.normal(size=(FEATURES, 8)) / 2, rng.normal(size=(8, 1))
-    y = np.tanh(x @ a) @ b + 0.1 * rng.normal(size=(examples, 1))
-    return x.astype(np.float32), y.astype(np.float32)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -58,12 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     Returns:
         The parsed arguments.
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32, help="examples per replica")
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = training_parser(__doc__.splitlines()[0], steps=30, batch_help="examples per replica")
     parser.add_argument(
         "--try-keras-fit", action="store_true", help="also try model.fit and report the error"
     )
@@ -120,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{replicas} replicas in sync, global batch {global_batch}, "
         f"devices {list(strategy.extended.worker_devices)}"
     )
-    x, y = make_data(seed=args.seed)
+    x, y = regression_data(seed=args.seed)
     with strategy.scope():
         keras.utils.set_random_seed(args.seed)
         model = keras.Sequential(
