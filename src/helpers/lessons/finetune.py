@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -185,6 +185,8 @@ def finetune_sentiment(
     seed: int = 0,
     output_dir: str | Path,
     eval: bool = True,
+    prepare_model: Callable[[Any], Any] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Fine-tune a BERT-family model on the sentiment sentences with ``Trainer``.
 
@@ -209,6 +211,9 @@ def finetune_sentiment(
         seed: Seed of the new classification head and the data order.
         output_dir: Where the model, the tokenizer and Trainer's files go.
         eval: Evaluate on the validation and test splits (False measures training alone).
+        prepare_model: Called with the loaded classifier before training; returns the model
+            to train (chapter 5 adds LoRA adapters this way). None trains every weight.
+        callbacks: ``transformers.TrainerCallback`` objects passed to ``Trainer``.
 
     Returns:
         ``model``, ``max_length``, ``train_size``, ``train_steps``, ``batch_size``,
@@ -238,6 +243,8 @@ def finetune_sentiment(
         id2label=dict(enumerate(SENTIMENT_LABELS)),
         label2id={name: i for i, name in enumerate(SENTIMENT_LABELS)},
     )
+    if prepare_model is not None:
+        classifier = prepare_model(classifier)
     train = encode(tokenizer, data.train, max_length, train_size)
     validation = encode(tokenizer, data.validation, max_length)
     args = training_arguments(
@@ -261,6 +268,7 @@ def finetune_sentiment(
         processing_class=tokenizer,
         data_collator=transformers.DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
+        callbacks=list(callbacks),
     )
     start = time.perf_counter()
     result = trainer.train()
