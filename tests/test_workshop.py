@@ -92,3 +92,39 @@ def test_every_solution_passes_its_own_check():
             assert "not yet" not in printed.lower(), f"{path.name} cell {index}: {printed}"
             checked += 1
     assert checked > 0
+
+
+def code_cells(nb: dict) -> list[dict]:
+    return [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
+
+
+def test_the_first_student_notebook_opens_with_the_preflight_check(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["workshop.py", "--dest", str(tmp_path)])
+    assert workshop.main() == 0
+    first, *others = NOTEBOOKS
+    student = nbformat.read(tmp_path / "student" / first.name, as_version=4)
+    original = nbformat.read(first, as_version=4)
+    check, setup = code_cells(student)[:2]
+    assert workshop.PREFLIGHT_TAG in check.metadata["tags"]
+    assert cell_text(check) == "from helpers import preflight\n\npreflight.run()"
+    assert cell_text(setup) == cell_text(code_cells(original)[0]), "the setup cell comes next"
+    before = student.cells[student.cells.index(check) - 1]
+    assert before.cell_type == "markdown" and "Pre-flight check" in cell_text(before)
+    for path in [tmp_path / "student" / p.name for p in others] + [
+        tmp_path / "instructor" / first.name
+    ]:
+        nb = nbformat.read(path, as_version=4)
+        assert not any("preflight" in cell_text(c) for c in nb.cells), path.name
+
+
+def test_the_preflight_cell_is_inserted_without_ids_in_old_notebooks():
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# T"), nbformat.v4.new_code_cell("x = 1")]
+    )
+    nb.nbformat_minor = 4
+    for cell in nb.cells:
+        del cell["id"]
+    checked = workshop.with_preflight(nb)
+    assert [cell_text(c) for c in checked.cells][2:] == [workshop.PREFLIGHT_CODE, "x = 1"]
+    assert not any("id" in cell for cell in checked.cells)
+    nbformat.validate(checked)

@@ -2,6 +2,8 @@
 
 Student copies drop every cell tagged `solution` (nbconvert's `TagRemovePreprocessor`)
 and keep the exercises and their checks, so learners can test their own answers.
+The first student notebook opens with the pre-flight check
+(`helpers.preflight`), so every laptop's first cell says whether it is ready, item by item.
 Instructor copies keep everything. Both are written as Jupyter writes notebooks, outputs
 stripped as in the repository, under `_build/workshop/`, each set also as a zip.
 
@@ -26,6 +28,14 @@ STUDENT_NOTE = (
     "its check, so you can test your own answer."
 )
 
+PREFLIGHT_TAG = "preflight"
+PREFLIGHT_NOTE = (
+    "**Pre-flight check.** Run the next cell first. Each line is one thing this laptop needs: "
+    "green `[ OK ]` is ready, yellow `[NOTE]` works with a remark, red `[FAIL]` says how to "
+    "fix it. Tell your teacher about any red line."
+)
+PREFLIGHT_CODE = "from helpers import preflight\n\npreflight.run()"
+
 
 def is_solution(cell: dict) -> bool:
     """Return whether a cell is an exercise solution."""
@@ -46,19 +56,49 @@ def student_version(nb: dict) -> nbformat.NotebookNode:
     return student
 
 
+def with_preflight(nb: dict) -> nbformat.NotebookNode:
+    """Return a copy of `nb` with the pre-flight check as its first code cell, under the notes.
+
+    The check goes after the title and the Markdown cells that follow it (the student note),
+    before the notebook's own setup cell, so it reports on a broken install before anything
+    else fails.
+    """
+    checked = nbformat.from_dict(copy.deepcopy(nb))
+    at = next(
+        (i for i, cell in enumerate(checked.cells) if cell.cell_type == "code"), len(checked.cells)
+    )
+    note = nbformat.v4.new_markdown_cell(PREFLIGHT_NOTE)
+    code = nbformat.v4.new_code_cell(PREFLIGHT_CODE, metadata={"tags": [PREFLIGHT_TAG]})
+    for cell, cell_id in ((note, "preflight-note"), (code, "preflight-check")):
+        if "id" in checked.cells[0]:
+            cell.id = cell_id
+        else:
+            del cell["id"]
+    checked.cells[at:at] = [note, code]
+    return checked
+
+
 def instructor_version(nb: dict) -> nbformat.NotebookNode:
     """Return a copy of `nb` with everything in it."""
     return nbformat.from_dict(copy.deepcopy(nb))
 
 
-def write_set(notebooks: list[Path], folder: Path, transform) -> Path:
-    """Write transformed copies of the notebooks (and scripts beside them); return the zip."""
+def first_student_version(nb: dict) -> nbformat.NotebookNode:
+    """Return the student copy of the first notebook: without solutions, with the pre-flight."""
+    return with_preflight(student_version(nb))
+
+
+def write_set(notebooks: list[Path], folder: Path, transform, first=None) -> Path:
+    """Write transformed copies of the notebooks (and scripts beside them); return the zip.
+
+    `first`, when given, transforms the first notebook instead of `transform`.
+    """
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(ROOT / "notebooks", folder, ignore=shutil.ignore_patterns("*.ipynb", ".*"))
-    for path in notebooks:
+    for number, path in enumerate(notebooks):
         nb = nbformat.read(path, as_version=4)
-        nbformat.write(transform(nb), folder / path.name)
+        nbformat.write((first if number == 0 and first else transform)(nb), folder / path.name)
     return Path(shutil.make_archive(str(folder), "zip", folder.parent, folder.name))
 
 
@@ -67,8 +107,12 @@ def main() -> int:
     parser.add_argument("--dest", type=Path, default=ROOT / "_build" / "workshop")
     args = parser.parse_args()
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
-    for name, transform in (("student", student_version), ("instructor", instructor_version)):
-        archive = write_set(notebooks, args.dest / name, transform)
+    sets = (
+        ("student", student_version, first_student_version),
+        ("instructor", instructor_version, None),
+    )
+    for name, transform, first in sets:
+        archive = write_set(notebooks, args.dest / name, transform, first)
         print(f"{name}: {len(notebooks)} notebooks in {args.dest / name} and {archive.name}")
     return 0
 
