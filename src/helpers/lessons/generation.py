@@ -500,9 +500,19 @@ def time_generation(
     Returns:
         ``(new token ids, seconds)``.
     """
+    _synchronize(input_ids)
     start = time.perf_counter()
     tokens = generate_tokens(model, input_ids, max_new_tokens, use_cache=use_cache)
+    _synchronize(tokens)
     return tokens, time.perf_counter() - start
+
+
+def _synchronize(tensor: torch.Tensor) -> None:
+    """Wait for the GPU's queued work (a no-op on a CPU), so that timings are true."""
+    import torch
+
+    if tensor.device.type == "cuda":
+        torch.cuda.synchronize(tensor.device)
 
 
 def step_seconds(model: Any, context: int, *, use_cache: bool, repeats: int = 3) -> float:
@@ -540,10 +550,13 @@ def step_seconds(model: Any, context: int, *, use_cache: bool, repeats: int = 3)
         for _ in range(repeats):
             if use_cache:
                 past = copy.deepcopy(cache)  # the step appends to the cache; keep it fixed
+                _synchronize(ids)
                 start = time.perf_counter()
-                model(ids[:, -1:], use_cache=True, **{name: past})
+                logits = model(ids[:, -1:], use_cache=True, **{name: past}).logits
             else:
+                _synchronize(ids)
                 start = time.perf_counter()
-                model(ids, use_cache=False)
+                logits = model(ids, use_cache=False).logits
+            _synchronize(logits)
             times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
