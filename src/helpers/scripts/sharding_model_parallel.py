@@ -108,7 +108,7 @@ def tensor_parallel(
             fn()
         return {str(op).split(".")[-1]: n for op, n in mode.get_comm_counts().items()}
 
-    forward = count(lambda: mlp(x))
+    forward = count(lambda: mlp(x).sum())  # .sum() waits for the all-reduce's result
     outputs: list[torch.Tensor] = []
     total = count(lambda: outputs.append(mlp(x)) or outputs[0].square().sum().backward())
     out = outputs[0]
@@ -118,7 +118,7 @@ def tensor_parallel(
         float((p.grad.full_tensor() - q.grad).abs().max())
         for p, q in zip(mlp.parameters(), reference.parameters(), strict=True)
     )
-    activations = sharding.saved_activation_bytes(lambda: mlp(x), mlp)
+    activations = sharding.saved_activation_bytes(lambda: mlp(x).sum(), mlp)
     if save_to is not None:
         save_to.mkdir(parents=True, exist_ok=True)
         np.save(save_to / "tp_input.npy", x.detach().numpy())
@@ -126,7 +126,7 @@ def tensor_parallel(
     return {
         "tp_local_shapes": {name: list(p.to_local().shape) for name, p in mlp.named_parameters()},
         "tp_placements": {name: str(p.placements[0]) for name, p in mlp.named_parameters()},
-        "tp_max_output_diff": float((out - expected).abs().max()),
+        "tp_max_output_diff": float((out - expected).detach().abs().max()),
         "tp_max_grad_diff": grad_diff,
         "tp_forward_collectives": forward,
         "tp_backward_collectives": {op: total[op] - forward.get(op, 0) for op in total},
