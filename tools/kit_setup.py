@@ -347,9 +347,14 @@ def quoted(path: Path) -> str:
     return f'"{text}"' if " " in text else text
 
 
-def lab_command(venv: Path, kit: Path) -> str:
-    """Return the one command that starts JupyterLab on the student notebooks."""
-    return f"{quoted(venv_program(venv, 'jupyter'))} lab --notebook-dir={quoted(kit / 'student')}"
+def lab_command(venv: Path, kit: Path, windows: bool = os.name == "nt") -> str:
+    """Return the one command that starts JupyterLab on the student notebooks.
+
+    PowerShell runs a quoted program only after ``&``, hence the prefix there.
+    """
+    program = quoted(venv_program(venv, "jupyter"))
+    call = "& " if windows and program.startswith('"') else ""
+    return f"{call}{program} lab --notebook-dir={quoted(kit / 'student')}"
 
 
 def remove_venv(venv: Path, kernel: Path | None) -> None:

@@ -284,34 +284,53 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def resolution_key(kit: Path, platform: Platform, python: str) -> str:
+    """Return a digest of everything a wheelhouse's resolution depends on but the index."""
+    digest = hashlib.sha256(json.dumps([platform.tags, platform.markers, python]).encode())
+    for name in ("requirements-kit.txt", "constraints.txt", "requirements-nodeps.txt"):
+        digest.update((kit / name).read_bytes())
+    return digest.hexdigest()
+
+
 def download(
-    kit: Path, cache: Path, platform: Platform, python: str, logs: Path
+    kit: Path, cache: Path, platform: Platform, python: str, logs: Path, fresh: bool = False
 ) -> tuple[str | None, str]:
     """Download the wheelhouse of `platform` and Python `python` (X.Y) into the kit.
 
-    pip downloads into `cache` (a later build reuses what is there), and the files it chose
-    are linked into the kit, so the wheelhouse holds exactly them. Wheels are chosen for the
-    newest X.Y (as X.Y.99); the oldest X.Y.Z that all of them accept (soupsieve 4.1.3, for
-    one, needs 3.11.5) is what the wheelhouse serves, and what setup.py asks for.
+    pip downloads into `cache`, and the files it chose are linked into the kit, so the
+    wheelhouse holds exactly them. The cache also records what each resolution chose: a
+    later build with the same pins, platform and Python reuses it without asking pip again
+    (unless `fresh`). Wheels are chosen for the newest X.Y (as X.Y.99); the oldest X.Y.Z
+    that all of them accept (soupsieve 4.1.3, for one, needs 3.11.5) is what the
+    wheelhouse serves, and what setup.py asks for.
 
     Returns:
         (why it cannot be served, or None; the oldest X.Y.Z it serves).
     """
     name = wheelhouse_name(platform.name, python)
-    pip = marker_pip(platform, f"{python}.99") + ["download", "--progress-bar", "off"]
-    pip += ["--dest", str(cache / name)] + target_options(platform, f"{python}.99")
-    runs = (
-        ["-r", str(kit / "requirements-kit.txt"), "-c", str(kit / "constraints.txt")],
-        ["--no-deps", "-r", str(kit / "requirements-nodeps.txt")],
-    )
+    record = cache / f"{name}.json"
+    key = resolution_key(kit, platform, python)
     files: list[Path] = []
-    for number, requirements in enumerate(runs):
-        log = logs / f"{name}-download-{number}.log"
-        result = run_logged(pip + requirements, log)
-        if result.returncode != 0:
-            why = missing_wheel(result.stdout + result.stderr)
-            return f"no wheel for {why} (log: {log})", f"{python}.0"
-        files += downloaded_files(result.stdout)
+    if not fresh and record.is_file():
+        saved = json.loads(record.read_text())
+        if saved["key"] == key and all((cache / name / f).is_file() for f in saved["files"]):
+            files = [cache / name / f for f in saved["files"]]
+            print(f"[kit]   {name}: the pins are unchanged, reusing the cached resolution")
+    if not files:
+        pip = marker_pip(platform, f"{python}.99") + ["download", "--progress-bar", "off"]
+        pip += ["--dest", str(cache / name)] + target_options(platform, f"{python}.99")
+        runs = (
+            ["-r", str(kit / "requirements-kit.txt"), "-c", str(kit / "constraints.txt")],
+            ["--no-deps", "-r", str(kit / "requirements-nodeps.txt")],
+        )
+        for number, requirements in enumerate(runs):
+            log = logs / f"{name}-download-{number}.log"
+            result = run_logged(pip + requirements, log)
+            if result.returncode != 0:
+                why = missing_wheel(result.stdout + result.stderr)
+                return f"no wheel for {why} (log: {log})", f"{python}.0"
+            files += downloaded_files(result.stdout)
+        record.write_text(json.dumps({"key": key, "files": sorted(p.name for p in files)}))
     folder = kit / "wheels" / name
     folder.mkdir(parents=True)
     for path in files:
@@ -540,7 +559,7 @@ def build(args: argparse.Namespace) -> int:
             name = wheelhouse_name(platform.name, python)
             print(f"[kit] downloading {name} ...", flush=True)
             tick = time.monotonic()
-            reason, oldest = download(kit, args.cache.resolve(), platform, python, logs)
+            reason, oldest = download(kit, args.cache.resolve(), platform, python, logs, args.fresh)
             seconds[name] = round(time.monotonic() - tick)
             if reason:
                 unserved[name] = reason
@@ -675,7 +694,8 @@ If a step fails, set-up says why, removes the half-made `venv/` and changes noth
 
 ## Pre-flight check (the day before, and the first cell of the first notebook)
 
-    <venv python> -m helpers.preflight
+    Windows:       venv\\Scripts\\python -m helpers.preflight
+    macOS, Linux:  venv/bin/python -m helpers.preflight
 
 prints one line per item, `[ OK ]` in green or `[FAIL]` in red with the fix: Python and
 package versions, free disk, the data and model checksums, one forward and backward pass
@@ -697,6 +717,7 @@ def main() -> int:
     make.add_argument("--platforms", nargs="+", default=list(DEFAULT_PLATFORMS))
     make.add_argument("--pythons", nargs="+", default=list(DEFAULT_PYTHONS))
     make.add_argument("--cache", type=Path, default=BUILD / "offline-kit-cache")
+    make.add_argument("--fresh", action="store_true", help="resolve again, ignoring the cache")
     make.add_argument("--zip", choices=("per-platform", "none"), default="per-platform")
     make.add_argument("--without-book", action="store_true", help="leave the HTML book out")
     for name in ("prove", "verify"):
