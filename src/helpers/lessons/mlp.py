@@ -318,7 +318,11 @@ def sgd_parity(
 
     The Keras model is built and seeded, its weights copied into the PyTorch model; then
     both take ``steps`` plain SGD steps on consecutive batches of ``x`` and the logits on
-    the first batch are compared before and after.
+    the first batch are compared before and after. Each step's loss is that batch's own
+    loss before the update, in both frameworks and on every Keras 3 version. On a GPU,
+    turn TensorFlow's TF32 off first
+    (``tf.config.experimental.enable_tensor_float_32_execution(False)``), or the two
+    differ by far more than float32 rounding.
 
     Args:
         x: Images, (N, 28, 28) float32, N at least ``steps * batch_size``.
@@ -359,6 +363,11 @@ def sgd_parity(
     keras_losses, torch_losses = [], []
     for step in range(steps):
         batch = slice(step * batch_size, (step + 1) * batch_size)
+        # train_on_batch returns the model's loss metric, a mean over every batch since the
+        # metrics were last reset. Keras 3.15 resets them in each call; Keras 3.14 and older
+        # (3.13 on Colab) do not, and return the running mean. Reset them, so that on every
+        # version the value is this batch's loss, as PyTorch's is.
+        keras_model.reset_metrics()
         keras_losses.append(float(keras_model.train_on_batch(x[batch], y[batch])))
         loss = torch.nn.functional.cross_entropy(
             torch_model(torch.from_numpy(x[batch])), torch.from_numpy(y[batch])
