@@ -87,6 +87,10 @@ def test_per_rank_bytes_by_strategy():
             lambda: sharding.backend_for_mesh("cuda", cuda_available=False),
             "needs a CUDA GPU per process",
         ),
+        (
+            lambda: sharding.backend_for_mesh("cuda", cuda_available=True, supported=("cpu",)),
+            "This code keeps its tensors on cpu, so its mesh must be there too",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_value_error(call, message):
@@ -348,16 +352,17 @@ def test_bad_sizes_and_mesh_fail_fast_with_a_clear_error(tmp_path):
     assert "ValueError: A world size of 2 does not divide fc1's 255 output units" in (
         result.traceback
     )
-    # A CUDA mesh on a machine without a GPU: refused before the process group starts.
-    if torch.cuda.is_available():
-        return
+    # A CUDA mesh: refused before the process group starts, with or without a GPU.
     command = [sys.executable, "-m", TRAIN, "--output-dir", str(tmp_path), "--mesh-device", "cuda"]
     result = run_processes([command], timeout=120, echo=False)
     assert result.returncode == 1
-    assert result.traceback.endswith(
-        "ValueError: A device mesh on 'cuda' needs a CUDA GPU per process, and this process "
-        "sees none: use init_device_mesh('cpu', ...) with the gloo backend."
-    )
+    if torch.cuda.is_available():
+        assert "ValueError: This code keeps its tensors on cpu" in result.traceback
+    else:
+        assert result.traceback.endswith(
+            "ValueError: A device mesh on 'cuda' needs a CUDA GPU per process, and this "
+            "process sees none: use init_device_mesh('cpu', ...) with the gloo backend."
+        )
 
 
 def test_trainer_asked_for_fsdp_on_cpu_falls_back_to_ddp(tmp_path):

@@ -367,35 +367,48 @@ def gpipe_schedule(stages: int, microbatches: int) -> list[tuple[int, int, str, 
     return sorted(work, key=lambda item: (item[0], item[1]))
 
 
-def backend_for_mesh(device_type: str, *, cuda_available: bool | None = None) -> str:
+def backend_for_mesh(
+    device_type: str,
+    *,
+    cuda_available: bool | None = None,
+    supported: tuple[str, ...] = ("cpu", "cuda"),
+) -> str:
     """Return the process-group backend for a device mesh on ``device_type``, or explain why not.
 
     Args:
         device_type: ``"cpu"`` (backend gloo) or ``"cuda"`` (backend NCCL).
         cuda_available: Whether this process sees a CUDA GPU; asked of torch when None.
+        supported: The device types the caller's code handles (a script that keeps its
+            tensors on the CPU passes ``("cpu",)``).
 
     Returns:
         ``"gloo"`` or ``"nccl"``.
 
     Raises:
-        ValueError: Another device type, or ``"cuda"`` without a visible GPU.
+        ValueError: Another device type, ``"cuda"`` without a visible GPU, or a device type
+            that the caller does not support.
     """
     if device_type not in ("cpu", "cuda"):
         raise ValueError(
             f"A device mesh here is on 'cpu' (gloo) or 'cuda' (NCCL); got {device_type!r}."
         )
-    if device_type == "cpu":
-        return "gloo"
-    if cuda_available is None:
-        import torch
+    if device_type == "cuda":
+        if cuda_available is None:
+            import torch
 
-        cuda_available = torch.cuda.is_available()
-    if not cuda_available:
+            cuda_available = torch.cuda.is_available()
+        if not cuda_available:
+            raise ValueError(
+                "A device mesh on 'cuda' needs a CUDA GPU per process, and this process sees "
+                "none: use init_device_mesh('cpu', ...) with the gloo backend."
+            )
+    if device_type not in supported:
         raise ValueError(
-            "A device mesh on 'cuda' needs a CUDA GPU per process, and this process sees "
-            "none: use init_device_mesh('cpu', ...) with the gloo backend."
+            f"This code keeps its tensors on {' or '.join(supported)}, so its mesh must be "
+            f"there too; got {device_type!r}. On GPUs, put each process's model on "
+            "cuda:LOCAL_RANK and use init_device_mesh('cuda', ...) with NCCL."
         )
-    return "nccl"
+    return "gloo" if device_type == "cpu" else "nccl"
 
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ Pipeline parallelism (``pp``) splits the layers: chapter 6's small decoder
 the micro-batches through them; the loss and the gradients are compared with the whole
 model in one process, and the start and end of every forward and backward are recorded.
 
-Backend gloo on CPUs, with a short timeout so that a hang fails fast. Rank 0 prints the
+CPU processes only (backend gloo), with a short timeout so that a hang fails fast. Rank 0 prints the
 metrics as a JSON object on its last line.
 """
 
@@ -216,10 +216,9 @@ def pipeline_parallel(rank: int, world: int, *, microbatches: int, seed: int) ->
         "pp_full_batch_loss": full_loss.item(),
         "pp_max_grad_diff": grad_diff,
         "pp_events": [  # the last ones: a first forward infers the shapes to send
-            [kind, start - began, end - began]
-            for kind in ("F", "B")
-            for start, end in events[kind][-microbatches:]
+            [kind, start, end] for kind in ("F", "B") for start, end in events[kind][-microbatches:]
         ],
+        "pp_began": began,  # on the shared clock: the ranks leave the barrier at different times
         "pp_step_seconds": ended - began,
     }
 
@@ -236,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=256, help="the MLP's hidden width")
     parser.add_argument("--microbatches", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mesh-device", default="cpu", help="device type of the mesh")
+    parser.add_argument("--mesh-device", default="cpu", help="cpu: the tensors stay there")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per collective")
     parser.add_argument("--output-dir", type=Path, default=None, help="rank 0 saves tp arrays")
     args = parser.parse_args(argv)
@@ -244,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if set(parts) - set(PARTS):
         parser.error(f"unknown parts {sorted(set(parts) - set(PARTS))}; choose from {PARTS}")
     # Clear errors before any process waits for its peers: torchrun sets WORLD_SIZE.
-    backend = sharding.backend_for_mesh(args.mesh_device)
+    backend = sharding.backend_for_mesh(args.mesh_device, supported=("cpu",))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if "tp" in parts:
         sharding.check_divisible(args.hidden, world_size, f"fc1's {args.hidden} output units")
@@ -285,7 +284,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics["pp_full_batch_loss"] = result["pp_full_batch_loss"]
         metrics["pp_max_grad_diff"] = max(g["pp_max_grad_diff"] for g in gathered)
         metrics["pp_stage_blocks"] = [g["pp_stage_blocks"] for g in gathered]
-        metrics["pp_events"] = [g["pp_events"] for g in gathered]
+        origin = min(g["pp_began"] for g in gathered)  # one origin for every stage
+        metrics["pp_events"] = [
+            [[kind, start - origin, end - origin] for kind, start, end in g["pp_events"]]
+            for g in gathered
+        ]
         metrics["pp_step_seconds"] = max(g["pp_step_seconds"] for g in gathered)
         say(f"[rank {rank}] pp: stage {rank} ran blocks {result['pp_stage_blocks']}")
     metrics["seconds"] = round(time.perf_counter() - start, 2)

@@ -16,7 +16,7 @@ from the same initial weights, and measures what every rank holds:
 5. ``ckpt``: FSDP2 with activation checkpointing on every block, against FSDP2 without;
 6. ``dcp``: the FSDP2 model of step 3 saved with ``torch.distributed.checkpoint``.
 
-Backend gloo on CPUs, with a short timeout so that a hang fails fast. Rank 0 prints the
+CPU processes only (backend gloo), with a short timeout so that a hang fails fast. Rank 0 prints the
 metrics as a JSON object on its last line; ``DIR`` receives the sharded checkpoint and
 the full parameters of the single-process references (``.npz``).
 """
@@ -297,7 +297,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--layers", type=int, default=LAYERS)
     parser.add_argument("--lr", type=float, default=0.05, help="SGD's; Adam uses lr / 50")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mesh-device", default="cpu", help="device type of the mesh")
+    parser.add_argument("--mesh-device", default="cpu", help="cpu: the tensors stay there")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per collective")
     parser.add_argument("--crash-at-step", type=int, default=0, help="simulate a failure (sgd)")
     parser.add_argument("--crash-rank", type=int, default=1, help="the rank that fails")
@@ -315,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv: The command line; ``sys.argv[1:]`` when None.
     """
     args = parse_args(argv)
-    backend = sharding.backend_for_mesh(args.mesh_device)  # a clear error before any wait
+    backend = sharding.backend_for_mesh(
+        args.mesh_device, supported=("cpu",)
+    )  # a clear error before any wait
     # FSDP2 warns that the model returns a view (an in-place change of it would skip a
     # hook); nothing here changes the output in place.
     warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view")
