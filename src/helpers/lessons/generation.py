@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from helpers.runtime.timing import median_seconds
+
 if TYPE_CHECKING:
     import torch
 
@@ -519,14 +521,15 @@ def step_seconds(model: Any, context: int, *, use_cache: bool, repeats: int = 3)
     """Time one decoding step at a given context length, with or without the cache.
 
     Without the cache, a step is a forward pass over all ``context`` tokens; with it, a
-    forward pass over one token whose ``context - 1`` predecessors are cached. Random token
-    ids are used (speed does not depend on which tokens). The median of ``repeats`` runs.
+    forward pass over one token whose ``context - 1`` predecessors are cached (the cache is
+    cropped back after each run). Random token ids are used: speed does not depend on
+    which tokens. Timed with ``helpers.runtime.timing.median_seconds``.
 
     Args:
         model: A causal language model.
         context: Tokens in the sequence at this step, >= 2.
         use_cache: With or without the cache.
-        repeats: Timed runs.
+        repeats: Timed runs; the median is returned.
 
     Returns:
         Seconds per step.
@@ -534,8 +537,6 @@ def step_seconds(model: Any, context: int, *, use_cache: bool, repeats: int = 3)
     Raises:
         ValueError: ``context`` is below 2 or beyond the model's context.
     """
-    import copy
-
     import torch
 
     if context < 2:
@@ -544,19 +545,19 @@ def step_seconds(model: Any, context: int, *, use_cache: bool, repeats: int = 3)
     ids = torch.randint(
         0, model.config.vocab_size, (1, context), generator=torch.Generator().manual_seed(0)
     ).to(model.device)
-    times, name = [], cache_argument(model)
+    name = cache_argument(model)
     with torch.no_grad():
-        cache = getattr(model(ids[:, :-1], use_cache=True), name) if use_cache else None
-        for _ in range(repeats):
-            if use_cache:
-                past = copy.deepcopy(cache)  # the step appends to the cache; keep it fixed
-                _synchronize(ids)
-                start = time.perf_counter()
-                logits = model(ids[:, -1:], use_cache=True, **{name: past}).logits
-            else:
-                _synchronize(ids)
-                start = time.perf_counter()
-                logits = model(ids, use_cache=False).logits
+        if not use_cache:
+            return median_seconds(
+                lambda: _synchronize(model(ids, use_cache=False).logits),
+                repeats=repeats,
+                warmup=0,  # a full forward pass costs as much as a timed one
+            )
+        cache = getattr(model(ids[:, :-1], use_cache=True), name)
+
+        def cached_step() -> None:
+            logits = model(ids[:, -1:], use_cache=True, **{name: cache}).logits
+            cache.crop(-1)  # remove the position this step appended
             _synchronize(logits)
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+
+        return median_seconds(cached_step, repeats=repeats, warmup=1)
