@@ -270,10 +270,34 @@ def run_logged(command: list[str], log: Path, **kwargs) -> subprocess.CompletedP
     return result
 
 
-def downloaded_files(pip_output: str) -> list[Path]:
-    """Return the files pip download saved or found already there, from its output."""
-    found = re.findall(r"^(?:Saved|File was already downloaded) (.+?)\s*$", pip_output, re.M)
-    return [Path(name) for name in found]
+def downloaded_files(pip_output: str) -> list[str]:
+    """Return the names of the files pip download saved or found already there."""
+    found = re.findall(r"^\s*(?:Saved|File was already downloaded) (.+?)\s*$", pip_output, re.M)
+    return [Path(name).name for name in found]
+
+
+def explain_failure(
+    pip: list[str], options: list[str], output: str, env: dict[str, str] | None = None
+) -> str:
+    """Return which requirement has no wheel, from pip's output or by asking pip for each.
+
+    pip reports a missing wheel deep in the tree as a conflict ("The user requested
+    torch==2.13.0 ... (constraint) torch==2.13.0"); each requirement named in the conflict
+    is then resolved alone, without dependencies, and the first without a wheel is named.
+    """
+    said = missing_wheel(output)
+    if not said.startswith("a conflict"):
+        return said
+    named = re.findall(r"(?:The user requested(?: \(constraint\))?|depends on) ([^\s;]+)", said)
+    with tempfile.TemporaryDirectory() as scratch:
+        for requirement in dict.fromkeys(named):
+            command = pip + ["install", "--dry-run", "--no-deps", "--target", scratch]
+            probe = subprocess.run(
+                command + options + [requirement], capture_output=True, text=True, env=env
+            )
+            if probe.returncode != 0:
+                return missing_wheel(probe.stdout + probe.stderr)
+    return said
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -313,7 +337,8 @@ def download(
     files: list[Path] = []
     if not fresh and record.is_file():
         saved = json.loads(record.read_text())
-        if saved["key"] == key and all((cache / name / f).is_file() for f in saved["files"]):
+        found = saved["files"] and all((cache / name / f).is_file() for f in saved["files"])
+        if saved["key"] == key and found:
             files = [cache / name / f for f in saved["files"]]
             print(f"[kit]   {name}: the pins are unchanged, reusing the cached resolution")
     if not files:
@@ -327,9 +352,16 @@ def download(
             log = logs / f"{name}-download-{number}.log"
             result = run_logged(pip + requirements, log)
             if result.returncode != 0:
-                why = missing_wheel(result.stdout + result.stderr)
+                why = explain_failure(
+                    marker_pip(platform, f"{python}.99"),
+                    target_options(platform, f"{python}.99"),
+                    result.stdout + result.stderr,
+                )
                 return f"no wheel for {why} (log: {log})", f"{python}.0"
-            files += downloaded_files(result.stdout)
+            saved = downloaded_files(result.stdout)
+            if number == 0 and not saved:  # pip's wording changed?
+                raise SystemExit(f"error: pip downloaded nothing for {name}? (log: {log})")
+            files += [cache / name / file for file in saved]
         record.write_text(json.dumps({"key": key, "files": sorted(p.name for p in files)}))
     folder = kit / "wheels" / name
     folder.mkdir(parents=True)
@@ -419,7 +451,9 @@ def prove(kit: Path, name: str, logs: Path) -> tuple[bool, int, str]:
             log = logs / f"{name}-prove-{number}.log"
             result = run_logged(command + requirements, log, env=offline_env())
             if result.returncode != 0:
-                return False, total, missing_wheel(result.stdout + result.stderr)
+                options = ["--no-index"] + links + target_options(platform, python)
+                why = explain_failure(pip, options, result.stdout + result.stderr, offline_env())
+                return False, total, why
             total += len(json.loads(report.read_text())["install"])
     return True, total, "resolved"
 
