@@ -1,6 +1,7 @@
 # The book's task runner. Every target sets up .venv by itself (Python 3.11 + pinned packages).
 #   make book   execute the notebooks and build the HTML book into _build/html (the main job)
 #   make test   every check CI runs: lint, notebook hygiene, unit tests, notebooks, strict book build
+#   make colab-check  every notebook on Colab's own (older) package set, in a Python 3.13 venv
 #   make bench  run benchmarks/*.py and write their figures to _build/bench/results.json
 #   make lab    JupyterLab for workshops, helpers importable, widgets working
 #   make workshop  student notebooks (no solutions) and instructor notebooks, with zips
@@ -28,7 +29,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Each step of `make test` records its wall time (tools/timed.py, standard library only).
 TIMED := python3 tools/timed.py
 
-.PHONY: book test test-steps bench workshop offline-kit rehearse-kit data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
+.PHONY: book test test-steps colab-check bench workshop offline-kit rehearse-kit data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
 	@echo "[step] install"; $(TIMED) install bash tools/setup_venv.sh $(VENV)
@@ -79,6 +80,12 @@ book-checks: $(STAMP) strict-book
 	@echo "[step] checks of the built pages, in headless Chromium"; $(TIMED) book-checks $(PY) -m pytest -m "book or browser" -q \
 		--junitxml=_build/test-times/book-checks.xml
 
+# Every notebook on Google Colab's own package set (tools/colab/pip-freeze.cpu.txt), in a
+# Python 3.13 venv in _build/colab-venv (about 7.5 GB, a few GB downloaded once). Not in `make test`.
+COLAB_ARGS ?=
+colab-check: $(STAMP) data
+	@echo "[step] notebooks on Colab's package set"; $(PY) tools/colab_check.py $(COLAB_ARGS)
+
 bench: $(STAMP) data
 	$(PY) tools/run_benchmarks.py
 
@@ -88,7 +95,7 @@ workshop: $(STAMP)
 offline-kit: book workshop
 	$(PY) tools/offline_kit.py
 
-lab: $(STAMP)
+lab: $(STAMP) data
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) $(LAB_DIR)
 
 rehearse-kit:
