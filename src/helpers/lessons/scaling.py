@@ -264,7 +264,10 @@ def saved_activation_bytes(fn: Callable[[], object], model: torch.nn.Module) -> 
     ``torch.autograd.graph.saved_tensors_hooks``. Tensors that share memory (views) are
     counted once, and the model's own parameters are not counted: what remains is the
     activation memory that the backward pass needs, on any device. It is what mixed
-    precision shrinks and gradient checkpointing trades for recomputation.
+    precision shrinks and gradient checkpointing trades for recomputation. It also works
+    on a sharded model (chapter 6): a saved DTensor counts with its local shard, and the
+    parameters are looked up as each tensor is saved, because FSDP2 swaps a block's
+    sharded parameters for gathered ones just before the block runs.
 
     Args:
         fn: A function of no arguments that runs a forward pass with gradients enabled.
@@ -275,11 +278,15 @@ def saved_activation_bytes(fn: Callable[[], object], model: torch.nn.Module) -> 
     """
     import torch
 
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    def local(tensor: torch.Tensor) -> torch.Tensor:
+        to_local = getattr(tensor, "to_local", None)  # a DTensor keeps its shard locally
+        return to_local() if callable(to_local) else tensor
+
     storages: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
+        parameters = {local(p).untyped_storage().data_ptr() for p in model.parameters()}
+        storage = local(tensor).untyped_storage()
         if storage.data_ptr() not in parameters:
             storages[storage.data_ptr()] = storage.nbytes()
         return tensor

@@ -14,10 +14,12 @@ inside the functions that need it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from helpers.lessons.scaling import saved_activation_bytes  # noqa: F401 (06e calls it from here)
 
 if TYPE_CHECKING:
     import torch
@@ -468,38 +470,6 @@ def rank_state_bytes(
         gradients=unique_bytes(gradients),
         optimizer=unique_bytes(states),
     )
-
-
-def saved_activation_bytes(fn: Callable[[], object], model: torch.nn.Module) -> int:
-    """Run ``fn`` and count the bytes autograd saves for the backward pass, parameters excluded.
-
-    Like chapter 5's ``scaling.saved_activation_bytes``, but it works on a sharded model:
-    a saved DTensor counts with its local shard, and the parameters are looked up when
-    each tensor is saved, because FSDP2 swaps every block's sharded parameters for
-    gathered ones just before the block runs. Tensors that share memory count once. With
-    activation checkpointing, only each checkpointed block's input is saved.
-
-    Args:
-        fn: A function of no arguments that runs a forward pass with gradients enabled.
-        model: The model whose parameters are excluded.
-
-    Returns:
-        The number of bytes.
-    """
-    import torch
-
-    storages: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        parameters = {_local(p).untyped_storage().data_ptr() for p in model.parameters()}
-        storage = _local(tensor).untyped_storage()  # a DTensor saves its local shard
-        if storage.data_ptr() not in parameters:
-            storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        fn()
-    return sum(storages.values())
 
 
 def checkpoint_shapes(folder: str | Path) -> dict[str, tuple[int, ...]]:

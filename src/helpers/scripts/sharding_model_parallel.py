@@ -150,7 +150,8 @@ def pipeline_parallel(rank: int, world: int, *, microbatches: int, seed: int) ->
     layers = len(model.blocks)
     per_stage = sharding.check_divisible(layers, world, f"the {layers} blocks into stages")
     tokens = sharding_train.make_batches(1, 2 * microbatches, seed=seed)[0]
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    # Contiguous: torch 2.11's pipelining checks the micro-batches' strides against its plan.
+    inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
     def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
