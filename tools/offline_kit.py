@@ -296,7 +296,7 @@ def explain_failure(
                 command + options + [requirement], capture_output=True, text=True, env=env
             )
             if probe.returncode != 0:
-                return missing_wheel(probe.stdout + probe.stderr)
+                return requirement  # no wheel for it alone, whatever pip calls it
     return said
 
 
