@@ -367,3 +367,10 @@ def test_windows_paths_past_260_characters_are_refused_unless_long_paths_are_on(
 def test_each_laptop_is_named_as_the_kit_names_its_wheelhouses(system, machine, expected):
     assert kit_setup.this_platform(system, machine) == expected
     assert expected in offline_kit.PLATFORMS
+
+
+def test_the_disk_asked_for_counts_the_wheels_unpacked(tmp_path: Path):
+    wheel = make_wheel(tmp_path / "w", "demo", requires=("six",))
+    with zipfile.ZipFile(wheel) as archive:
+        unpacked = sum(len(archive.read(name)) for name in archive.namelist())
+    assert offline_kit.unpacked_bytes(tmp_path / "w") == unpacked
