@@ -347,7 +347,7 @@ def test_a_failed_install_removes_its_virtual_environment(tmp_path: Path):
 
 def test_windows_paths_past_260_characters_are_refused_unless_long_paths_are_on():
     house = {"longest_member": 180}
-    venv = Path("C:/Users/a-student-with-a-long-name/Downloads/offline-kit-windows-amd64/kit/venv")
+    venv = Path("C:/", "a-student-with-a-long-name" * 2, "Downloads", "offline-kit-windows", "venv")
     with pytest.raises(kit_setup.SetupError, match="past Windows' limit of 260.*C:\\\\kit"):
         kit_setup.check_path_length(venv, house, long_paths=False)
     kit_setup.check_path_length(venv, house, long_paths=True)
