@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
 import torch
+import transformers
 
-from helpers.lessons import lora
-
-transformers = pytest.importorskip("transformers")
-peft = pytest.importorskip("peft")
+from helpers.lessons import lora, mlp
 
 
 class Net(torch.nn.Module):
@@ -264,9 +263,6 @@ def test_memory_budget_of_a_7b_model():
 
 
 def test_keras_lora_counts_and_starts_unchanged():
-    keras = pytest.importorskip("keras")
-    from helpers.lessons import mlp
-
     keras.utils.set_random_seed(0)
     model = mlp.build_keras_mlp(dropout=0.0)
     x = np.random.default_rng(0).random((4, 28, 28), dtype=np.float32)
@@ -283,3 +279,62 @@ def test_keras_lora_counts_and_starts_unchanged():
     )
     assert trainable == formula + sum(sizes[1:])  # Keras leaves the biases trainable
     assert {w.name for w in model.trainable_weights} == {"bias", "lora_kernel_a", "lora_kernel_b"}
+
+
+def test_sft_on_smollm2_trains_only_the_adapter_and_scores_replies(tmp_path):
+    from helpers.assets import llm
+
+    tokenizer, model = llm.load_llm()
+    texts, labels = ["The food was great.", "Awful, rude staff and cold soup."], [1, 0]
+    one = lora.task_accuracy(model, tokenizer, texts, labels, batch_size=1, max_new_tokens=3)
+    both = lora.task_accuracy(model, tokenizer, texts, labels, batch_size=2, max_new_tokens=3)
+    assert one["replies"] == both["replies"]  # left padding changes nothing
+    assert one["total"] == 2 and one["interval"][0] <= one["accuracy"] <= one["interval"][1]
+
+    adapted = lora.peft_lora_model(model, task_type="CAUSAL_LM")
+    examples = lora.sentiment_examples(tokenizer, texts, labels)
+    trainer = lora.sft_trainer(
+        adapted, tokenizer, examples, output_dir=tmp_path, max_steps=2, batch_size=2
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    labelled = (batch["labels"] != -100).sum(dim=1).tolist()
+    assert labelled == [3, 3]  # the label word, <|im_end|> and the newline after it
+    frozen = {n: p.detach().clone() for n, p in adapted.named_parameters() if "q_proj.base" in n}
+    trainer.train()
+    for name, p in adapted.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name])
+        if "lora_B" in name:
+            assert torch.count_nonzero(p) > 0
+
+
+CHECK_CASES = [
+    # (check, answer, extra arguments, start of the verdict, a phrase it must contain)
+    ("check_lora_parameters", None, (), "Not attempted", "an integer"),
+    ("check_lora_parameters", 6 * 3 * 16 * 768, (), "Correct", "221,184"),
+    ("check_lora_parameters", 6 * 3 * 16 * 384, (), "Not yet", "A only"),
+    ("check_lora_parameters", 6 * 2 * 16 * 768, (), "Not yet", "add the key"),
+    ("check_lora_parameters", "many", (), "Not yet", "not a number"),
+    ("check_lora_merge", lambda w, a, b, alpha, r: w + alpha / r * b @ a, (), "Correct", "B A"),
+    ("check_lora_merge", lambda w, a, b, alpha, r: w + b @ a, (), "Not yet", "scale is missing"),
+    ("check_lora_merge", lambda w, a, b, alpha, r: w + r / alpha * b @ a, (), "Not yet", "upside"),
+    ("check_lora_merge", lambda w, a, b, alpha, r: w + a.T @ b.T, (), "Not yet", "shape"),
+    ("check_lora_rank_budget", 20, (), "Correct", "r = 20"),
+    ("check_lora_rank_budget", 21, (), "Not yet", "round down"),
+    ("check_lora_rank_budget", 40, (), "Not yet", "A and B both count"),
+    ("check_sft_labels", lambda p, f: [-100] * len(p) + f[len(p) :], (), "Correct", "answer"),
+    ("check_sft_labels", lambda p, f: f, (), "Not yet", "every token is labelled"),
+    ("check_sft_labels", lambda p, f: f[: len(p)] + [-100] * 3, (), "Not yet", "answer is masked"),
+    ("check_normal_interval", (0.84 - 0.0719, 0.84 + 0.0719), (84, 100), "Correct", "Wilson"),
+    ("check_normal_interval", (0.84 - 0.0026, 0.84 + 0.0026), (84, 100), "Not yet", "root"),
+    ("check_normal_interval", None, (84, 100), "Not attempted", "(low, high)"),
+]
+
+
+@pytest.mark.parametrize(("name", "answer", "extra", "start", "phrase"), CHECK_CASES)
+def test_exercise_checks_of_05d_and_05e(name, answer, extra, start, phrase, capsys):
+    from helpers.checks import ch05
+
+    getattr(ch05, name)(answer, *extra)
+    out = capsys.readouterr().out
+    assert out.startswith(start) and phrase in out, out

@@ -7,12 +7,14 @@ small reference answers they compare with. Each prints a verdict through
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from helpers.checks.report import report_correct, report_not_attempted, report_not_yet
+from helpers.lessons.lora import IGNORE_INDEX, accuracy_interval, lora_parameter_count
 from helpers.lessons.quantization import distillation_loss, predicted_int8_size_bytes
 from helpers.lessons.scaling import (
     ADAM_FP32_BYTES_PER_PARAMETER,
@@ -310,3 +312,154 @@ def check_distillation_loss(
         f"you returned {got:.6f}, the reference gives {expected:.6f}",
         "p = softmax(teacher / T), q = softmax(student / T), then T**2 * mean(sum p log(p/q)).",
     )
+
+
+# Checks of notebooks 05d (LoRA) and 05e (instruction tuning).
+
+
+def check_lora_parameters(answer: int | None) -> None:
+    """Check the LoRA parameters of rank 16 on MiniLM's query, key and value (6 layers).
+
+    Args:
+        answer: The learner's count, or None.
+    """
+    if answer is None:
+        return report_not_attempted("an integer")
+    value = _number(answer)
+    if value is None:
+        return None
+    expected = 6 * 3 * lora_parameter_count(384, 384, 16)
+    if value == expected:
+        return report_correct(
+            f"{expected:,}: 18 matrices, each r (in + out) = 16 x 768, "
+            f"{expected / 22_713_986:.2%} of the classifier."
+        )
+    hints = {
+        6 * 3 * 16 * 384: "that counts A only; B has out x r numbers too: r (in + out)",
+        6 * 3 * 384 * 384: "that is the full matrices; LoRA trains r (in + out) per matrix",
+        3 * lora_parameter_count(384, 384, 16): "that is one layer; MiniLM has 6",
+        6 * 2 * lora_parameter_count(384, 384, 16): "that is query and value; add the key",
+    }
+    if value in hints:
+        return report_not_yet(hints[value], "6 layers x 3 matrices x r (in + out).")
+    report_not_yet(f"{value:,.0f} is not it", "6 layers x 3 matrices x r (in + out), r = 16.")
+
+
+def check_lora_merge(answer: Callable[..., Any] | None) -> None:
+    """Check ``merge(W, A, B, alpha, r)`` against ``W + (alpha / r) B A``.
+
+    Args:
+        answer: The learner's function, or None.
+    """
+    if answer is None:
+        return report_not_attempted("a function merge(W, A, B, alpha, r)")
+    rng = np.random.default_rng(5)
+    w, a, b = rng.normal(size=(6, 5)), rng.normal(size=(2, 5)), rng.normal(size=(6, 2))
+    expected = w + (16 / 2) * b @ a
+    try:
+        got = np.asarray(answer(w, a, b, 16, 2), dtype=np.float64)
+    except Exception as error:  # the learner's code may fail in any way
+        return report_not_yet(
+            f"your function raised {type(error).__name__}: {error}",
+            "B has shape (out, r) and A (r, in): which product has the shape of W?",
+        )
+    if got.shape != w.shape:
+        return report_not_yet(
+            f"the result has shape {got.shape}, W has {w.shape}", "B @ A is (out, in)."
+        )
+    if np.allclose(got, expected):
+        return report_correct("W + (alpha / r) B A, one matrix of W's shape.")
+    if np.allclose(got, w + b @ a):
+        return report_not_yet("the scale is missing", "multiply B @ A by alpha / r.")
+    if np.allclose(got, w + (2 / 16) * b @ a):
+        return report_not_yet("the scale is upside down", "it is alpha / r, here 16 / 2 = 8.")
+    report_not_yet("the merged weight differs", "return W + (alpha / r) * B @ A.")
+
+
+def check_lora_rank_budget(answer: int | None) -> None:
+    """Check the largest rank with at most 1 % of a 4096 x 4096 matrix's parameters.
+
+    Args:
+        answer: The learner's rank, or None.
+    """
+    if answer is None:
+        return report_not_attempted("an integer")
+    value = _number(answer)
+    if value is None:
+        return None
+    budget = 0.01 * 4096 * 4096
+    expected = int(budget // (4096 + 4096))
+    if value == expected:
+        return report_correct(
+            f"r = {expected}: {lora_parameter_count(4096, 4096, expected):,} numbers, "
+            f"{lora_parameter_count(4096, 4096, expected) / 4096**2:.2%} of the matrix; "
+            "LoRA's usual ranks (4 to 64) are well inside."
+        )
+    if value == expected + 1:
+        return report_not_yet(
+            f"r = {expected + 1} gives {lora_parameter_count(4096, 4096, expected + 1):,}, "
+            f"above {budget:,.0f}",
+            "round down.",
+        )
+    if value == int(budget // 4096):
+        return report_not_yet("A and B both count", "r (4096 + 4096) <= 1 % of 4096 x 4096.")
+    report_not_yet(f"r = {value:g} is not it", "solve r (4096 + 4096) <= 0.01 x 4096 x 4096.")
+
+
+def check_sft_labels(answer: Callable[[list[int], list[int]], list[int]] | None) -> None:
+    """Check ``labels(prompt_ids, full_ids)``: -100 on the prompt, the ids on the answer.
+
+    Args:
+        answer: The learner's function, or None.
+    """
+    if answer is None:
+        return report_not_attempted("a function labels(prompt_ids, full_ids)")
+    prompt, full = [1, 9690, 198, 42, 7], [1, 9690, 198, 42, 7, 16185, 2, 198]
+    expected = [IGNORE_INDEX] * 5 + [16185, 2, 198]
+    try:
+        got = [int(v) for v in answer(list(prompt), list(full))]
+    except Exception as error:  # the learner's code may fail in any way
+        return report_not_yet(
+            f"your function raised {type(error).__name__}: {error}",
+            "return a list as long as full_ids.",
+        )
+    if got == expected:
+        return report_correct("only the answer and its end-of-turn tokens carry labels.")
+    if got == full:
+        return report_not_yet("every token is labelled", "put -100 on the prompt's positions.")
+    if len(got) != len(full):
+        return report_not_yet(
+            f"{len(got)} labels for {len(full)} tokens", "one label per input token."
+        )
+    if got[5:] == [IGNORE_INDEX] * 3:
+        return report_not_yet("the answer is masked", "mask the prompt, keep the answer.")
+    report_not_yet(f"got {got}", "[-100] * len(prompt_ids) + full_ids[len(prompt_ids):].")
+
+
+def check_normal_interval(answer: tuple[float, float] | None, correct: int, total: int) -> None:
+    """Check the normal-approximation 95 % interval of an accuracy ``correct / total``.
+
+    Args:
+        answer: The learner's ``(low, high)``, or None.
+        correct: Right answers.
+        total: Scored answers.
+    """
+    if answer is None:
+        return report_not_attempted("a pair (low, high)")
+    try:
+        low, high = (float(v) for v in answer)
+    except (TypeError, ValueError):
+        return report_not_yet(f"{answer!r} is not a pair of numbers", "return (low, high).")
+    p = correct / total
+    half = 1.96 * math.sqrt(p * (1 - p) / total)
+    if abs(low - (p - half)) < 1e-3 and abs(high - (p + half)) < 1e-3:
+        wilson = accuracy_interval(correct, total)
+        return report_correct(
+            f"[{low:.3f}, {high:.3f}], {2 * half:.3f} wide; Wilson's interval "
+            f"[{wilson[0]:.3f}, {wilson[1]:.3f}] is close, and stays inside [0, 1] near 0 or 1."
+        )
+    if abs((high - low) / 2 - 1.96 * p * (1 - p) / total) < 1e-4:
+        return report_not_yet("the square root is missing", "the standard error is sqrt(p(1-p)/n).")
+    if abs(high - low - 2 * 1.96 * math.sqrt(p * (1 - p))) < 1e-3:
+        return report_not_yet("n is missing", "divide p(1 - p) by the number of sentences.")
+    report_not_yet(f"[{low:.3f}, {high:.3f}] is not it", "p -/+ 1.96 sqrt(p (1 - p) / n).")

@@ -38,6 +38,11 @@ ALPHA = 16
 FINGERPRINT_FILE = "base_fingerprint.json"
 # The chat task of notebook 05e: the system turn asks for one word, the user turn is a review.
 SENTIMENT_SYSTEM_PROMPT = "Is the review positive or negative? Answer with one word."
+# The SFT recipe of notebook 05e and benchmarks/lora.py: one pass over 64 conversations.
+SFT_STEPS = 8
+SFT_BATCH_SIZE = 8
+SFT_LEARNING_RATE = 1e-3
+SFT_HELD_OUT = 100  # test sentences scored before and after
 IGNORE_INDEX = -100  # the label that PyTorch's cross-entropy (and Transformers) leaves out
 # The sizes of Llama-2-7B (Touvron et al. 2023), the usual "7B model" of LoRA guides.
 LLAMA2_7B = {"hidden_size": 4096, "num_layers": 32, "intermediate_size": 11008, "vocab_size": 32000}
@@ -681,6 +686,99 @@ def pad_batch(
     return {key: torch.tensor(rows, dtype=torch.long) for key, rows in batch.items()}
 
 
+def sentiment_examples(
+    tokenizer: Any, texts: Sequence[str], labels: Sequence[int], *, mask_prompt: bool = True
+) -> list[dict[str, list[int]]]:
+    """Build one SFT example per review: the chat prompt, and the label's name as the answer.
+
+    Args:
+        tokenizer: A tokenizer with a chat template.
+        texts: Review sentences.
+        labels: Their labels, 0 (negative) or 1 (positive).
+        mask_prompt: False labels the prompt tokens too (the pitfall).
+
+    Returns:
+        The examples of ``chat_example``.
+    """
+    return [
+        chat_example(
+            tokenizer, sentiment_messages(text), SENTIMENT_LABELS[int(y)], mask_prompt=mask_prompt
+        )
+        for text, y in zip(texts, labels, strict=True)
+    ]
+
+
+def sft_trainer(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[dict[str, list[int]]],
+    *,
+    output_dir: str | Path,
+    max_steps: int = SFT_STEPS,
+    batch_size: int = SFT_BATCH_SIZE,
+    learning_rate: float = SFT_LEARNING_RATE,
+    seed: int = 0,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """Build the ``Trainer`` of notebook 05e: SFT examples, padded by ``pad_batch``, AdamW.
+
+    A constant learning rate without warm-up, no weight decay, batches of conversations of
+    similar lengths (less padding); the loss is Transformers'
+    causal-LM loss, averaged over the labelled (not -100) tokens of each batch. Nothing is
+    saved during training.
+
+    Args:
+        model: The model to train (a PEFT model for LoRA).
+        tokenizer: Its tokenizer (for the pad token).
+        examples: From ``chat_example`` or ``sentiment_examples``.
+        output_dir: Trainer's working folder.
+        max_steps: Optimizer steps.
+        batch_size: Conversations per step.
+        learning_rate: AdamW's learning rate.
+        seed: Seeds the data order.
+        callbacks: ``TrainerCallback`` objects.
+
+    Returns:
+        The ``transformers.Trainer``; call ``.train()``.
+
+    Raises:
+        ValueError: No examples, or a step count or batch size below 1.
+    """
+    import torch
+    import transformers
+
+    if not examples or max_steps < 1 or batch_size < 1:
+        raise ValueError(
+            f"need examples ({len(examples)} given), max_steps >= 1 ({max_steps}) and "
+            f"batch_size >= 1 ({batch_size})"
+        )
+    pad_id = tokenizer.pad_token_id
+    args = transformers.TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch_size,
+        max_steps=max_steps,
+        learning_rate=learning_rate,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        logging_steps=max(1, max_steps // 4),
+        save_strategy="no",
+        report_to="none",
+        train_sampling_strategy="group_by_length",  # batches of similar lengths: less padding
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        push_to_hub=False,
+    )
+    return transformers.Trainer(
+        model=model,
+        args=args,
+        train_dataset=list(examples),
+        data_collator=lambda batch: pad_batch(batch, pad_id),
+        callbacks=list(callbacks),
+    )
+
+
 def parse_answer(text: str, choices: Sequence[str] = SENTIMENT_LABELS) -> str | None:
     """Read a generated reply as one of the choices: the first of them it names, in any case.
 
@@ -746,12 +844,12 @@ def task_accuracy(
 ) -> dict[str, Any]:
     """Ask a chat model for each review's sentiment and score its replies.
 
-    Greedy generation, batched with left padding. A reply counts as right when the first
-    label it names (``parse_answer``) is the sentence's label; a reply naming neither is
-    wrong. ``format_rate`` is the share of replies that are exactly one label word
-    (``follows_format``). ``choice_accuracy`` scores the first step differently: whether the
-    model puts more probability on ``"positive"`` than on ``"negative"`` as its first token,
-    whatever it would have written.
+    Greedy generation, batched with left padding, prompts of similar lengths together. A
+    reply counts as right when the first label it names (``parse_answer``) is the
+    sentence's label; a reply naming neither is wrong. ``format_rate`` is the share of
+    replies that are exactly one label word (``follows_format``). ``choice_accuracy`` scores
+    the first step differently: whether the model puts more probability on ``"positive"``
+    than on ``"negative"`` as its first token, whatever it would have written.
 
     Args:
         model: A causal language model (with or without an adapter).
@@ -773,19 +871,23 @@ def task_accuracy(
     if len(sentences) != len(labels) or not sentences:
         raise ValueError(f"{len(sentences)} sentences and {len(labels)} labels: need equal, >= 1")
     word_ids = [tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in SENTIMENT_LABELS]
-    replies: list[str] = []
-    choices: list[int] = []
+    prompts = [
+        _template_ids(tokenizer, sentiment_messages(s), add_generation_prompt=True)
+        for s in sentences
+    ]
+    # Batches of similar lengths waste less on padding; the replies go back in input order.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    replies: list[str] = [""] * len(prompts)
+    choices: list[int] = [0] * len(prompts)
     was_training = model.training
     model.eval()
-    for start in range(0, len(sentences), batch_size):
-        prompts = [
-            {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": ids}
-            for ids in (
-                _template_ids(tokenizer, sentiment_messages(s), add_generation_prompt=True)
-                for s in sentences[start : start + batch_size]
-            )
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        examples = [
+            {"input_ids": prompts[i], "attention_mask": [1] * len(prompts[i]), "labels": prompts[i]}
+            for i in rows
         ]
-        batch = pad_batch(prompts, tokenizer.pad_token_id, padding_side="left")
+        batch = pad_batch(examples, tokenizer.pad_token_id, padding_side="left")
         batch.pop("labels")
         with torch.no_grad():
             out = model.generate(
@@ -797,8 +899,10 @@ def task_accuracy(
                 pad_token_id=tokenizer.pad_token_id,
             )
         width = batch["input_ids"].shape[1]
-        replies += tokenizer.batch_decode(out.sequences[:, width:], skip_special_tokens=True)
-        choices += out.scores[0][:, word_ids].argmax(dim=-1).tolist()
+        texts = tokenizer.batch_decode(out.sequences[:, width:], skip_special_tokens=True)
+        picks = out.scores[0][:, word_ids].argmax(dim=-1).tolist()
+        for i, text, pick in zip(rows, texts, picks, strict=True):
+            replies[i], choices[i] = text, pick
     model.train(was_training)
     truth = [SENTIMENT_LABELS[int(y)] for y in labels]
     correct = sum(parse_answer(r) == t for r, t in zip(replies, truth, strict=True))
