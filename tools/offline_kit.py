@@ -20,7 +20,7 @@ development tools in ``DEV_ONLY``), plus pytest and nbmake for the rehearsal.
 Usage:
     python tools/offline_kit.py build [--platforms linux-x86_64 macos-arm64 windows-amd64]
         [--pythons 3.11 3.12] [--dest _build/offline-kit] [--zip per-platform|none]
-        (after `make book workshop`; --without-book builds it without the HTML book)
+        (after `make book`; --without-book builds it without the HTML book)
     python tools/offline_kit.py prove KIT      # dry-run install of every wheelhouse, offline
     python tools/offline_kit.py verify KIT     # every file against the manifest
 """
@@ -507,17 +507,25 @@ def program(name: str) -> str:
 
 
 def copy_handouts_and_book(kit: Path, with_book: bool) -> None:
-    """Copy the notebooks, the HTML book, the web assets, the data and the source."""
-    needed = [BUILD / "workshop" / "student"] + (
-        [BUILD / "html" / "index.html"] if with_book else []
+    """Copy the source (git HEAD), its handouts, the HTML book, the web assets and the data.
+
+    The student and instructor notebooks are written from the kit's own source, the commit
+    the helpers' wheel is built from, so the notebooks and the helpers always match.
+    """
+    if with_book and not (BUILD / "html" / "index.html").exists():
+        raise SystemExit("error: _build/html/index.html is missing: run `make book`")
+    archive = subprocess.run([program("git"), "archive", "HEAD"], cwd=ROOT, capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"error: git archive failed: {archive.stderr.decode().strip()}")
+    (kit / "source").mkdir()
+    subprocess.run(
+        [program("tar"), "-x", "-C", str(kit / "source")], input=archive.stdout, check=True
     )
-    for path in needed:
-        if not path.exists():
-            raise SystemExit(
-                f"error: {path.relative_to(ROOT)} is missing: run `make book workshop`"
-            )
-    for handout in ("student", "instructor"):
-        shutil.copytree(BUILD / "workshop" / handout, kit / handout)
+    with tempfile.TemporaryDirectory() as handouts:
+        workshop = [sys.executable, str(kit / "source" / "tools" / "workshop.py")]
+        subprocess.run(workshop + ["--dest", handouts], check=True, stdout=subprocess.DEVNULL)
+        for handout in ("student", "instructor"):
+            shutil.move(Path(handouts) / handout, kit / handout)
     if with_book:
         shutil.copytree(BUILD / "html", kit / "book")
     if (BUILD / "npm-packs").exists():  # MathJax and the widget manager, to rebuild the book
@@ -529,13 +537,6 @@ def copy_handouts_and_book(kit: Path, with_book: bool) -> None:
             shutil.copy2(cache / name, kit / "data" / name)
     if not (kit / "data" / "sentiment-5.0.2.tgz").exists():
         raise SystemExit(f"error: {cache}/sentiment-5.0.2.tgz is missing: run `make data`")
-    archive = subprocess.run([program("git"), "archive", "HEAD"], cwd=ROOT, capture_output=True)
-    if archive.returncode != 0:
-        raise SystemExit(f"error: git archive failed: {archive.stderr.decode().strip()}")
-    (kit / "source").mkdir()
-    subprocess.run(
-        [program("tar"), "-x", "-C", str(kit / "source")], input=archive.stdout, check=True
-    )
 
 
 def build_helpers_wheel(kit: Path, logs: Path) -> str:
