@@ -374,3 +374,14 @@ def test_the_disk_asked_for_counts_the_wheels_unpacked(tmp_path: Path):
     with zipfile.ZipFile(wheel) as archive:
         unpacked = sum(len(archive.read(name)) for name in archive.namelist())
     assert offline_kit.unpacked_bytes(tmp_path / "w") == unpacked
+
+
+def test_the_zip_of_another_platform_says_so(tmp_path: Path):
+    kit = small_kit(tmp_path)
+    house = next((kit / "wheels").glob("linux-*"))
+    shutil.rmtree(house)  # as in the zip for Windows, which leaves Linux's wheels out
+    result = setup_run(kit)
+    assert result.returncode == 1
+    assert f"This copy of the kit has no wheels/{house.name} folder" in result.stderr
+    assert "Copy the kit (or the zip) for linux-x86_64" in result.stderr
+    assert not (kit / "venv").exists()
