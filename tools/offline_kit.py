@@ -696,10 +696,15 @@ def readme(manifest: dict) -> str:
     """Return the kit's README: what it serves and the steps per operating system."""
     served = defaultdict(list)
     for house in manifest["wheelhouses"].values():
-        served[(house["platform"], house["laptops"])].append(house["python"])
+        served[(house["platform"], house["laptops"])].append(house)
     rows = "\n".join(
-        f"| {platform} | {laptops} | {', '.join(sorted(pythons))} |"
-        for (platform, laptops), pythons in sorted(served.items())
+        f"| {platform} | {laptops} | "
+        + ", ".join(
+            f"{h['oldest_python']}+ ({h['free_disk_bytes'] / 1e9:.1f} GB)"
+            for h in sorted(houses, key=lambda h: h["python"])
+        )
+        + " |"
+        for (platform, laptops), houses in sorted(served.items())
     )
     unserved = "".join(
         f"\n- {name}: {why.split(' (log:')[0]}" for name, why in manifest["unserved"].items()
@@ -713,7 +718,7 @@ Everything here works without a network: a wheelhouse of the book's packages for
 kind of laptop below, the data sets, the student and instructor notebooks, the rendered
 book (`book/index.html`, if it was built with one) and the book's source. Built {built}.
 
-| platform | laptops | Python |
+| platform | laptops | Python (free disk set-up needs) |
 |---|---|---|
 {rows}
 
@@ -723,10 +728,11 @@ A laptop not in the table (or one that cannot install a Python above) uses Googl
 instead: each notebook of the book opens there from its Colab badge, with an account and
 the internet.
 
-## Set up a laptop (10-15 minutes, no network needed)
+## Set up a laptop (3-10 minutes, no network needed)
 
 1. Copy this folder (or unzip the zip for your platform) to the laptop's own disk,
-   not a USB stick, with a short path such as `C:\\kit` or `~/kit`. Keep about 10 GB free.
+   not a USB stick, with a short path such as `C:\\kit` or `~/kit`, and the free disk the
+   table gives besides (set-up checks it).
 2. Have one of the Python versions of the table, with pip and venv. Open a terminal
    (Windows: PowerShell; macOS: Terminal; Linux: any).
 3. Run the set-up with that Python:
