@@ -62,6 +62,15 @@ def test_run_processes_streams_labelled_output(tmp_path, capsys):
     assert sorted(printed) == ["[a] hello from 0", "[b] hello from 1"]
 
 
+def test_start_up_notices_are_kept_but_not_echoed(capsys):
+    code = "print('oneDNN custom operations are on. You may see ...'); print('trained')"
+    result = run_processes(
+        [[sys.executable, "-c", code]], unechoed=processes.TF_STARTUP_NOTICES
+    ).check()
+    assert capsys.readouterr().out == "trained\n"
+    assert [text for _, text in result.lines][0].startswith("oneDNN custom operations")
+
+
 def test_run_processes_rejects_mismatched_arguments():
     with pytest.raises(ValueError, match="No commands"):
         run_processes([])

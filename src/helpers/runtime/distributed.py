@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from helpers.runtime.env import describe_cuda_visible_devices, usable_cpus
 from helpers.runtime.gpu import nvidia_gpus, tf_logical_cpus, visible_gpus
-from helpers.runtime.processes import LaunchResult, free_port, run_processes
+from helpers.runtime.processes import TF_STARTUP_NOTICES, LaunchResult, free_port, run_processes
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -351,6 +351,7 @@ def launch_tf_workers(
         labels=[f"worker{i}" for i in range(workers)],
         timeout=timeout,
         echo=echo,
+        unechoed=TF_STARTUP_NOTICES,
     )
 
 

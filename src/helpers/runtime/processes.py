@@ -33,6 +33,9 @@ _TERMINATE_GRACE_S = 5.0  # how long processes get between SIGTERM and SIGKILL
 _FAIL_FAST_GRACE_S = 2.0  # how long the others may run on after one process failed
 
 
+# What TensorFlow prints at start-up on CPUs where oneDNN's custom operations are on,
+# before its logging starts, so that TF_CPP_MIN_LOG_LEVEL cannot hide it.
+TF_STARTUP_NOTICES = ("absl::InitializeLog() is called", "oneDNN custom operations are on")
 _PR_SET_PDEATHSIG = 1  # prctl option from <linux/prctl.h>
 _TRACEBACK_START = "Traceback (most recent call last):"
 
@@ -221,6 +224,7 @@ def run_processes(
     labels: Sequence[str] | None = None,
     timeout: float = 300.0,
     echo: bool = True,
+    unechoed: Sequence[str] = (),
 ) -> LaunchResult:
     """Run processes side by side, stream their output, and leave none of them behind.
 
@@ -236,6 +240,8 @@ def run_processes(
         labels: A short name per process for the output prefix; none for one process.
         timeout: Seconds before everything is stopped.
         echo: Print the output while it arrives.
+        unechoed: Lines containing any of these are kept in the result but not printed
+            (start-up notices that no setting silences, such as ``TF_STARTUP_NOTICES``).
 
     Returns:
         The ``LaunchResult``: status 0 if all succeeded, else the first failure's status,
@@ -290,7 +296,7 @@ def run_processes(
                     open_streams -= 1
                 else:
                     collected.append((labels[index], text))
-                    if echo:
+                    if echo and not any(notice in text for notice in unechoed):
                         print(f"[{labels[index]}] {text}" if labels[index] else text, flush=True)
             now = time.monotonic()
             if now - last_scan > 0.5:
@@ -319,7 +325,7 @@ def run_processes(
         index, text = lines.get()
         if text is not None:
             collected.append((labels[index], text))
-            if echo:
+            if echo and not any(notice in text for notice in unechoed):
                 print(f"[{labels[index]}] {text}" if labels[index] else text, flush=True)
     codes = {p.pid: p.returncode for p in processes}
     returncode = TIMED_OUT if timed_out else (codes[failures[0]] if failures else 0)
