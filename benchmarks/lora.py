@@ -9,7 +9,7 @@ repeats what notebooks 05d and 05e measure, in one process:
   value; the new head trained in full) at 2e-3, on one CPU thread (a GPU when there is one);
 - SmolLM2-135M-Instruct taught to answer "positive" or "negative" in one word: 8 steps of 8
   chat conversations with the prompt masked (labels -100), LoRA rank 8 on the query and
-  value projections, scored on the first 100 test sentences before and after, on two threads.
+  value projections, scored on the first 100 test sentences before and after, on one thread.
 
 Figures (in the JSON object on the last line):
 
@@ -93,13 +93,13 @@ def sft(workdir: Path) -> dict[str, float]:
     from helpers.assets.data import load_sentiment
     from helpers.lessons import lora
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     transformers.set_seed(0)
     tokenizer, model = llm.load_llm()
     data = load_sentiment(seed=0)
     held_texts = data.test.texts[: lora.SFT_HELD_OUT]
     held_labels = data.test.labels[: lora.SFT_HELD_OUT]
-    before = lora.task_accuracy(model, tokenizer, held_texts, held_labels, batch_size=25)
+    before = lora.task_accuracy(model, tokenizer, held_texts, held_labels)
     n_train = lora.SFT_STEPS * lora.SFT_BATCH_SIZE
     examples = lora.sentiment_examples(
         tokenizer, data.train.texts[:n_train], data.train.labels[:n_train]
@@ -110,7 +110,7 @@ def sft(workdir: Path) -> dict[str, float]:
     trainer.train()
     train_seconds = time.perf_counter() - start
     adapted.eval()
-    after = lora.task_accuracy(adapted, tokenizer, held_texts, held_labels, batch_size=25)
+    after = lora.task_accuracy(adapted, tokenizer, held_texts, held_labels)
     return {
         "sft_task_acc_before": before["accuracy"],
         "sft_task_acc_before_low": round(before["interval"][0], 4),
