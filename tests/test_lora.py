@@ -105,6 +105,15 @@ def test_a_target_that_matches_nothing_is_named():
         lora.add_lora(Net(), "proj")
 
 
+@pytest.fixture
+def one_thread():
+    """Run torch on one thread (a second one waits for the first on shared cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def minilm():
     """The packaged MiniLM with a fresh two-class head (seeded), and its tokenizer."""
@@ -128,7 +137,7 @@ def test_peft_on_minilm_trains_the_formula_plus_the_head(minilm):
     assert trainable / total < 0.005
 
 
-def test_adapter_round_trip_and_wrong_base(minilm, tmp_path):
+def test_adapter_round_trip_and_wrong_base(minilm, tmp_path, one_thread):
     tokenizer, model = minilm()
     wrapped = lora.peft_lora_model(model, rank=4, alpha=8, task_type="SEQ_CLS")
     torch.manual_seed(3)
@@ -164,7 +173,7 @@ def test_adapter_round_trip_and_wrong_base(minilm, tmp_path):
         lora.load_adapter(random_same_shape, tmp_path / "nothing")
 
 
-def test_the_recipe_with_lora_trains_only_the_adapter(tmp_path):
+def test_the_recipe_with_lora_trains_only_the_adapter(tmp_path, one_thread):
     from helpers.lessons import finetune
 
     recorder = lora.training_recorder()
@@ -237,16 +246,11 @@ def test_padding_keeps_the_answer_labels_even_when_pad_is_end_of_turn(chat_token
         lora.pad_batch([short], pad_token_id=end, padding_side="middle")
 
 
-def test_answers_are_parsed_and_intervals_bracket_the_accuracy():
+def test_answers_are_parsed_and_bad_answers_refused():
     assert lora.parse_answer("Positive.") == "positive"
     assert lora.parse_answer("The review is negative") == "negative"
     assert lora.parse_answer("I'm sorry, I can't") is None
     assert lora.follows_format("Negative.") and not lora.follows_format("It is negative")
-    low, high = lora.accuracy_interval(90, 100)
-    assert low < 0.9 < high and high - low == pytest.approx(0.119, abs=0.002)
-    assert lora.accuracy_interval(0, 50)[0] == 0.0 and lora.accuracy_interval(50, 50)[1] == 1.0
-    with pytest.raises(ValueError, match="correct <= total"):
-        lora.accuracy_interval(5, 4)
     with pytest.raises(ValueError, match="the answer to learn is empty"):
         lora.chat_example(None, [], " ")
 
@@ -281,7 +285,7 @@ def test_keras_lora_counts_and_starts_unchanged():
     assert {w.name for w in model.trainable_weights} == {"bias", "lora_kernel_a", "lora_kernel_b"}
 
 
-def test_sft_on_smollm2_trains_only_the_adapter_and_scores_replies(tmp_path):
+def test_sft_on_smollm2_trains_only_the_adapter_and_scores_replies(tmp_path, one_thread):
     from helpers.assets import llm
 
     tokenizer, model = llm.load_llm()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from helpers.checks.report import report_correct, report_not_attempted, report_not_yet
-from helpers.lessons.lora import IGNORE_INDEX, accuracy_interval, lora_parameter_count
+from helpers.lessons.lora import IGNORE_INDEX, lora_parameter_count
 from helpers.lessons.quantization import distillation_loss, predicted_int8_size_bytes
 from helpers.lessons.scaling import (
     ADAM_FP32_BYTES_PER_PARAMETER,
@@ -23,6 +23,7 @@ from helpers.lessons.scaling import (
     parameter_breakdown,
     parameter_count,
 )
+from helpers.lessons.stats import accuracy_interval
 
 if TYPE_CHECKING:
     import torch

@@ -6,9 +6,11 @@ merging it back into one linear layer, adding it to a model by module name; the 
 PEFT (checked names and ranks, saving an adapter with a fingerprint of its base model and
 loading it back only onto that model); what a training run holds in memory (optimizer
 state, gradients) and how long its steps take; the chat-format examples of supervised
-fine-tuning (prompt tokens labelled -100), their padding, the task accuracy of a chat model
-on the review sentences, and its 95% interval. torch, Transformers and PEFT are imported
-inside the functions; ``LoRALinear`` is built on first use for the same reason.
+fine-tuning (prompt tokens labelled -100), their padding and their ``Trainer``, and the
+task accuracy of a chat model on the review sentences, with its 95% interval (from
+``helpers.lessons.stats``); the SFT recipe of notebook 05e and the 7B memory arithmetic of
+chapter 5. torch, Transformers and PEFT are imported inside the functions; ``LoRALinear``
+is built on first use for the same reason.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from helpers.assets.data import SENTIMENT_LABELS
 from helpers.lessons.scaling import ADAM_FP32_BYTES_PER_PARAMETER
+from helpers.lessons.stats import accuracy_interval
 
 if TYPE_CHECKING:
     import torch
@@ -809,28 +812,6 @@ def follows_format(text: str, choices: Sequence[str] = SENTIMENT_LABELS) -> bool
         True for "positive", "Negative." and the like; False for a sentence.
     """
     return text.strip().lower().rstrip(".!") in choices
-
-
-def accuracy_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """Return the Wilson 95% interval of an accuracy measured on ``total`` examples.
-
-    Args:
-        correct: How many were right.
-        total: How many were scored.
-        z: The normal quantile (1.96 for 95%).
-
-    Returns:
-        ``(low, high)``, within [0, 1].
-
-    Raises:
-        ValueError: ``total`` is not positive or ``correct`` is outside 0..total.
-    """
-    if total < 1 or not 0 <= correct <= total:
-        raise ValueError(f"need 0 <= correct <= total and total >= 1 (got {correct}/{total})")
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def task_accuracy(
