@@ -5,8 +5,9 @@
 #   make bench  run benchmarks/*.py and write their figures to _build/bench/results.json
 #   make lab    JupyterLab for workshops, helpers importable, widgets working
 #   make workshop  student notebooks (no solutions) and instructor notebooks, with zips
-#   make offline-kit  wheels, web assets, data, built book and notebooks for a room with no internet
-#   make rehearse-kit  the offline kit, network cut: install, start `make lab`, run student notebooks
+#   make offline-kit  wheelhouses for KIT_PLATFORMS x KIT_PYTHONS, setup.py, data, notebooks, book; a zip per platform
+#   make rehearse-kit  the kit offline: dry-run every wheelhouse, setup.py, JupyterLab, every student notebook
+#   make preflight  a workshop laptop's pre-flight check
 #   make fix-notebooks   strip outputs, stamp badges and Colab lines from _config.yml
 #   make lock   re-pin requirements-lock.txt after changing requirements.txt
 #   make clean  remove build outputs (keeps .venv)
@@ -29,7 +30,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Each step of `make test` records its wall time (tools/timed.py, standard library only).
 TIMED := python3 tools/timed.py
 
-.PHONY: book test test-steps colab-check bench workshop offline-kit rehearse-kit data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
+.PHONY: book test test-steps colab-check bench workshop offline-kit rehearse-kit preflight data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
 	@echo "[step] install"; $(TIMED) install bash tools/setup_venv.sh $(VENV)
@@ -92,8 +93,15 @@ bench: $(STAMP) data
 workshop: $(STAMP)
 	$(PY) tools/workshop.py
 
-offline-kit: book workshop
-	$(PY) tools/offline_kit.py
+# The platforms and Pythons the offline kit serves (tools/offline_kit.py knows the platforms).
+KIT_PLATFORMS ?= linux-x86_64 macos-arm64 windows-amd64
+KIT_PYTHONS ?= 3.11 3.12
+offline-kit: book
+	$(PY) tools/offline_kit.py build --platforms $(KIT_PLATFORMS) --pythons $(KIT_PYTHONS)
+
+# A laptop's pre-flight check for a workshop: one green or red line per item, with the fix.
+preflight: $(STAMP)
+	$(PY) -m helpers.preflight
 
 lab: $(STAMP) data
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) $(LAB_DIR)
