@@ -99,6 +99,9 @@ def test_explorer_draws_and_redraws(model, tokenizer, drawn_figures):
     widget = explorers.attribution_explorer(model, tokenizer, SENTENCE, steps=4)
     text, _ = widget.children
     assert text.value == SENTENCE and len(drawn_figures) == 1
+    default = explorers.attribution_explorer(model, tokenizer, steps=4).children[0].value
+    assert default == attribution.DEFAULT_SENTENCE  # chapter 5's sentence, not chapter 3's
+    del drawn_figures[1:]
     text.value = "Terrible."  # reruns both attributions
     assert len(drawn_figures) == 2
     figure = drawn_figures[-1]

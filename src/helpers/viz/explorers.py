@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 from typing import TYPE_CHECKING
 
+from helpers.lessons import attribution
 from helpers.lessons.attribution import encode_sentence, gradient_x_input, integrated_gradients
 from helpers.viz.plots import plot_attribution
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."
+# The attribution explorer starts on chapter 5's sentence, with a negation and a contrast.
+ATTRIBUTION_SENTENCE = attribution.DEFAULT_SENTENCE
 # In all-MiniLM-L6-v2, layer 3 head 1 (counting from 0) links "it" to "animal" here.
 DEFAULT_LAYER = 3
 DEFAULT_HEAD = 1
@@ -187,7 +190,10 @@ def attention_explorer(
 
 
 def attribution_explorer(
-    model: torch.nn.Module, tokenizer: Any, sentence: str = DEFAULT_SENTENCE, steps: int = 32
+    model: torch.nn.Module,
+    tokenizer: Any,
+    sentence: str = ATTRIBUTION_SENTENCE,
+    steps: int = 32,
 ) -> ipywidgets.VBox:
     """Build a widget: type a sentence, see the prediction and both attributions side by side.
 
