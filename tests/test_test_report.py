@@ -29,7 +29,8 @@ def test_junit_cases_name_test_files_and_notebooks(tmp_path):
     report.write_text(
         '<testsuites><testsuite name="pytest">'
         '<testcase classname="tests.test_data" name="test_a" time="1.5"/>'
-        '<testcase classname="02a-tensors.ipynb" name="02a-tensors.ipynb" time="9.25"/>'
+        '<testcase classname=".executed.notebooks.02a-tensors.ipynb"'
+        ' name="02a-tensors.ipynb" time="9.25"/>'
         "</testsuite></testsuites>"
     )
     assert test_report.junit_cases(report) == [

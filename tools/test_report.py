@@ -45,10 +45,10 @@ def junit_cases(path: Path) -> list[tuple[str, str, float]]:
     cases = []
     for case in ElementTree.parse(path).getroot().iter("testcase"):  # noqa: S314 (our own reports)
         file, classname = case.get("file"), case.get("classname", "")
-        if not file:  # nbmake names the notebook; pytest names the test module, dotted
-            file = (
-                classname if classname.endswith(".ipynb") else classname.replace(".", "/") + ".py"
-            )
+        if classname.endswith(".ipynb"):  # nbmake: the test's name is the notebook's
+            file = case.get("name", "")
+        elif not file:  # pytest names the test module, dotted
+            file = classname.replace(".", "/") + ".py"
         cases.append((file, case.get("name", ""), float(case.get("time", 0))))
     return cases
 
