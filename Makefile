@@ -74,8 +74,10 @@ unit: $(STAMP) data
 notebooks: $(STAMP) data
 	@echo "[step] notebooks"; $(TIMED) notebooks $(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS)
 
+# --all: every page rebuilt from the execution cache (an incremental build kept citation
+# anchors of pages it did not rebuild, which the link check then found missing).
 strict-book: $(STAMP) web-assets data notebooks
-	@echo "[step] strict book build"; $(TIMED) strict-book $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
+	@echo "[step] strict book build"; $(TIMED) strict-book $(VENV)/bin/jupyter-book build . --all --builder html -W -n --keep-going
 
 book-checks: $(STAMP) strict-book
 	@echo "[step] checks of the built pages, in headless Chromium"; $(TIMED) book-checks $(PY) -m pytest -m "book or browser" -q \
