@@ -114,7 +114,8 @@ def test_torchrun_workers_die_with_a_killed_kernel(tmp_path):
         "sleeper.py",
         """
         import os, time
-        print("worker", os.getpid(), flush=True)
+        from helpers.scripts import say  # one write per line: the two workers share a pipe
+        say(f"worker {os.getpid()}")
         time.sleep(120)
         """,
     )
@@ -244,7 +245,8 @@ def test_cpu_fallback_hides_the_gpus_even_from_a_callers_environment(tmp_path, t
         "show_devices.py",
         """
         import json, os
-        print(json.dumps({"rank": os.environ["RANK"], "cvd": os.environ["CUDA_VISIBLE_DEVICES"]}))
+        from helpers.scripts import say  # one write per line: the two ranks share a pipe
+        say(json.dumps({"rank": os.environ["RANK"], "cvd": os.environ["CUDA_VISIBLE_DEVICES"]}))
         """,
     )
     result = distributed.launch_torchrun(

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from helpers.lessons.finetune import MAX_LENGTH, MAX_STEPS, TRAIN_SIZE, finetune_sentiment
+from helpers.scripts import say
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             eval=args.eval,
         )
     if rank == 0:
-        print(json.dumps(metrics), flush=True)
+        say(json.dumps(metrics))
     return 0
 
 

@@ -22,6 +22,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from helpers.scripts import say
+
 FSDP_CONFIG = {
     "fsdp_version": 2,  # FSDP2: fully_shard, parameters as DTensors
     "transformer_layer_cls_to_wrap": ["BertLayer"],  # one fully_shard per layer
@@ -100,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "manual_fsdp_elements_per_rank": manual_held,
             "training_loss": result.training_loss,
         }
-        print(json.dumps(metrics), flush=True)
+        say(json.dumps(metrics))
 
 
 if __name__ == "__main__":

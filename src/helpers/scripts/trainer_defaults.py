@@ -20,6 +20,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from helpers.scripts import say
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Train two steps with the chosen settings and print what ``Trainer`` did.
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "parallel_mode": training.parallel_mode.value,
         "train_loss": round(result.training_loss, 4),
     }
-    print(json.dumps(report), flush=True)
+    say(json.dumps(report))
 
 
 if __name__ == "__main__":
