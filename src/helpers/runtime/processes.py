@@ -302,11 +302,14 @@ def run_processes(
             if now - last_scan > 0.5:
                 _descendants(processes, known)
                 last_scan = now
-            for process in processes:
-                if process.poll() not in (None, 0) and process.pid not in failures:
+            # One poll per process and pass: a process that exits between a failure scan
+            # and a "finished" test must not end the loop unrecorded (its status lost).
+            statuses = [process.poll() for process in processes]
+            for process, status in zip(processes, statuses, strict=True):
+                if status not in (None, 0) and process.pid not in failures:
                     failures.append(process.pid)
                     failed_at = failed_at or now
-            finished = all(p.poll() is not None for p in processes)
+            finished = all(status is not None for status in statuses)
             if finished and not open_streams:
                 break
             if stopped_at is None and (
