@@ -1,14 +1,18 @@
 # The book's task runner. Every target sets up .venv by itself (Python 3.11 + pinned packages).
-#   make book   execute the notebooks and build the HTML book into _build/html (the main job)
+#   make book   execute the notebooks and build the HTML book into _build/html (the main job),
+#               and its Chinese edition into _build/html/zh (from the same execution cache)
 #   make test   every check CI runs: lint, notebook hygiene, unit tests, notebooks, strict book build
 #   make colab-check  every notebook on Colab's own (older) package set, in a Python 3.13 venv
 #   make bench  run benchmarks/*.py and write their figures to _build/bench/results.json
 #   make lab    JupyterLab for workshops, helpers importable, widgets working
 #   make workshop  student notebooks (no solutions) and instructor notebooks, with zips
+#               (WORKSHOP_LANGUAGE=zh_CN: the Chinese ones)
 #   make offline-kit  wheelhouses for KIT_PLATFORMS x KIT_PYTHONS, setup.py, data, notebooks, book; a zip per platform
 #   make rehearse-kit  the kit offline: dry-run every wheelhouse, setup.py, JupyterLab, every student notebook
 #   make preflight  a workshop laptop's pre-flight check
 #   make fix-notebooks   strip outputs, stamp badges and Colab lines from _config.yml
+#   make messages   after an English edit: update locales/zh_CN/*.po (then translate, then make zh-notebooks)
+#   make zh-notebooks   regenerate notebooks/zh/*.ipynb (the Chinese Colab notebooks) from the catalogues
 #   make lock   re-pin requirements-lock.txt after changing requirements.txt
 #   make clean  remove build outputs (keeps .venv)
 
@@ -20,6 +24,9 @@ STAMP := $(VENV)/.installed
 # Notebooks executed in parallel by `make test` (the kernels then share the cores).
 # (The seconds one cell may run are set once, as execute.timeout in _config.yml.)
 NOTEBOOK_WORKERS ?= 1
+# `make test` sets --reuse: a run whose every input is unchanged since it passed is not
+# repeated (tools/execute_notebooks.py says so); `make notebooks` always runs them.
+NOTEBOOK_REUSE ?=
 # The folder `make lab` opens (a workshop points it at the student notebooks).
 LAB_DIR ?= notebooks
 # Extra options for JupyterLab, e.g. LAB_ARGS=--no-browser.
@@ -30,7 +37,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Each step of `make test` records its wall time (tools/timed.py, standard library only).
 TIMED := python3 tools/timed.py
 
-.PHONY: book test test-steps colab-check bench workshop offline-kit rehearse-kit preflight data lint hygiene unit notebooks strict-book book-checks lab fix-notebooks web-assets lock clean
+.PHONY: book test test-steps colab-check bench workshop offline-kit rehearse-kit preflight data lint hygiene unit notebooks strict-book zh-book book-checks lab fix-notebooks messages zh-notebooks web-assets lock clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt requirements-lock.txt pyproject.toml tools/setup_venv.sh
 	@echo "[step] install"; $(TIMED) install bash tools/setup_venv.sh $(VENV)
@@ -46,6 +53,7 @@ data: $(STAMP)
 book: $(STAMP) web-assets data
 	$(VENV)/bin/jupyter-book build . --builder html
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
+	$(PY) tools/i18n.py build
 
 # Each target names what it needs, so `make -j test` runs every step once, in order:
 # the notebooks run once (nbmake), the strict build renders them from the execution cache
@@ -54,11 +62,11 @@ book: $(STAMP) web-assets data
 # went (phases, notebooks, slowest cells, test files, slowest tests).
 test:
 	@rm -f _build/test-times/phases.jsonl
-	@$(MAKE) --no-print-directory test-steps
+	@$(MAKE) --no-print-directory test-steps NOTEBOOK_REUSE=--reuse
 	@$(PY) tools/test_report.py
 	@echo "make test: all checks passed"
 
-test-steps: lint hygiene unit notebooks strict-book book-checks
+test-steps: lint hygiene unit notebooks strict-book zh-book book-checks
 
 # ruff with flake8-bandit's S rules (pyproject.toml), then the book's own safety check.
 lint: $(STAMP)
@@ -72,14 +80,19 @@ unit: $(STAMP) data
 		--junitxml=_build/test-times/unit.xml
 
 notebooks: $(STAMP) data
-	@echo "[step] notebooks"; $(TIMED) notebooks $(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS)
+	@echo "[step] notebooks"; $(TIMED) notebooks $(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS) $(NOTEBOOK_REUSE)
 
 # --all: every page rebuilt from the execution cache (an incremental build kept citation
 # anchors of pages it did not rebuild, which the link check then found missing).
 strict-book: $(STAMP) web-assets data notebooks
 	@echo "[step] strict book build"; $(TIMED) strict-book $(VENV)/bin/jupyter-book build . --all --builder html -W -n --keep-going
 
-book-checks: $(STAMP) strict-book
+# The Chinese edition: every message translated, the Chinese notebooks in sync, then the
+# same strict build into _build/html/zh, rendered from the cache the notebooks step filled.
+zh-book: $(STAMP) web-assets data notebooks strict-book
+	@echo "[step] Chinese edition"; $(TIMED) zh-book bash -c '$(PY) tools/i18n.py check && $(PY) tools/i18n.py build --strict'
+
+book-checks: $(STAMP) strict-book zh-book
 	@echo "[step] checks of the built pages, in headless Chromium"; $(TIMED) book-checks $(PY) -m pytest -m "book or browser" -q \
 		--junitxml=_build/test-times/book-checks.xml
 
@@ -92,8 +105,10 @@ colab-check: $(STAMP) data
 bench: $(STAMP) data
 	$(PY) tools/run_benchmarks.py
 
+# WORKSHOP_LANGUAGE=zh_CN writes the Chinese handouts (into _build/workshop-zh_CN).
+WORKSHOP_LANGUAGE ?= en
 workshop: $(STAMP)
-	$(PY) tools/workshop.py
+	$(PY) tools/workshop.py --language $(WORKSHOP_LANGUAGE)
 
 # The platforms and Pythons the offline kit serves (tools/offline_kit.py knows the platforms).
 KIT_PLATFORMS ?= linux-x86_64 macos-arm64 windows-amd64
@@ -113,6 +128,13 @@ rehearse-kit:
 
 fix-notebooks: $(STAMP) data
 	$(PY) tools/notebooks.py fix
+
+# Needs the notebooks' outputs in the execution cache (figure alt text is a message).
+messages: $(STAMP) data
+	$(PY) tools/i18n.py extract
+
+zh-notebooks: $(STAMP)
+	$(PY) tools/i18n.py notebooks
 
 lock: $(STAMP)
 	$(PY) -m pip install -q -r requirements.txt

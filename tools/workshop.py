@@ -7,7 +7,10 @@ The first student notebook opens with the pre-flight check
 Instructor copies keep everything. Both are written as Jupyter writes notebooks, outputs
 stripped as in the repository, under `_build/workshop/`, each set also as a zip.
 
-Usage: python tools/workshop.py [--dest _build/workshop]
+With `--language zh_CN` both sets are made from the Chinese notebooks (notebooks/zh/,
+generated from the translation catalogues), with the notes in Chinese.
+
+Usage: python tools/workshop.py [--language en|zh_CN] [--dest FOLDER]
 """
 
 from __future__ import annotations
@@ -34,6 +37,21 @@ PREFLIGHT_NOTE = (
     "green `[ OK ]` is ready, yellow `[NOTE]` works with a remark, red `[FAIL]` says how to "
     "fix it. Tell your teacher about any red line."
 )
+# The notes of each edition, and where its notebooks are.
+EDITIONS = {
+    "en": {"notebooks": ROOT / "notebooks", "student": STUDENT_NOTE, "preflight": PREFLIGHT_NOTE},
+    "zh_CN": {
+        "notebooks": ROOT / "notebooks" / "zh",
+        "student": (
+            "**学生版。** 练习的答案已删去；每道练习仍附有检查单元格，你可以用它检验自己的答案。"
+        ),
+        "preflight": (
+            "**课前检查。** 请先运行下一个单元格。每一行是这台笔记本电脑需要的一项：绿色 `[ OK ]` "
+            "表示就绪，黄色 `[NOTE]` 表示可用但有说明，红色 `[FAIL]` 会告诉你如何修复。"
+            "如有红色的行，请告诉老师。"
+        ),
+    },
+}
 PREFLIGHT_CODE = "from helpers import preflight\n\npreflight.run()"
 
 
@@ -42,12 +60,12 @@ def is_solution(cell: dict) -> bool:
     return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
 
 
-def student_version(nb: dict) -> nbformat.NotebookNode:
+def student_version(nb: dict, note_text: str = STUDENT_NOTE) -> nbformat.NotebookNode:
     """Return a copy of `nb` without solution cells, with a note under the title."""
     student = nbformat.from_dict(copy.deepcopy(nb))
     remover = TagRemovePreprocessor(remove_cell_tags={SOLUTION_TAG})
     student, _ = remover.preprocess(student, {})
-    note = nbformat.v4.new_markdown_cell(STUDENT_NOTE)
+    note = nbformat.v4.new_markdown_cell(note_text)
     if "id" in student.cells[0]:
         note.id = "student-copy-note"
     else:
@@ -56,7 +74,7 @@ def student_version(nb: dict) -> nbformat.NotebookNode:
     return student
 
 
-def with_preflight(nb: dict) -> nbformat.NotebookNode:
+def with_preflight(nb: dict, note_text: str = PREFLIGHT_NOTE) -> nbformat.NotebookNode:
     """Return a copy of `nb` with the pre-flight check as its first code cell, under the notes.
 
     The check goes after the title and the Markdown cells that follow it (the student note),
@@ -67,7 +85,7 @@ def with_preflight(nb: dict) -> nbformat.NotebookNode:
     at = next(
         (i for i, cell in enumerate(checked.cells) if cell.cell_type == "code"), len(checked.cells)
     )
-    note = nbformat.v4.new_markdown_cell(PREFLIGHT_NOTE)
+    note = nbformat.v4.new_markdown_cell(note_text)
     code = nbformat.v4.new_code_cell(PREFLIGHT_CODE, metadata={"tags": [PREFLIGHT_TAG]})
     for cell, cell_id in ((note, "preflight-note"), (code, "preflight-check")):
         if "id" in checked.cells[0]:
@@ -83,9 +101,10 @@ def instructor_version(nb: dict) -> nbformat.NotebookNode:
     return nbformat.from_dict(copy.deepcopy(nb))
 
 
-def first_student_version(nb: dict) -> nbformat.NotebookNode:
+def first_student_version(nb: dict, language: str = "en") -> nbformat.NotebookNode:
     """Return the student copy of the first notebook: without solutions, with the pre-flight."""
-    return with_preflight(student_version(nb))
+    notes = EDITIONS[language]
+    return with_preflight(student_version(nb, notes["student"]), notes["preflight"])
 
 
 def write_set(notebooks: list[Path], folder: Path, transform, first=None) -> Path:
@@ -95,7 +114,8 @@ def write_set(notebooks: list[Path], folder: Path, transform, first=None) -> Pat
     """
     if folder.exists():
         shutil.rmtree(folder)
-    shutil.copytree(ROOT / "notebooks", folder, ignore=shutil.ignore_patterns("*.ipynb", ".*"))
+    ignored = shutil.ignore_patterns("*.ipynb", ".*", "zh")  # scripts and data beside them
+    shutil.copytree(ROOT / "notebooks", folder, ignore=ignored)
     for number, path in enumerate(notebooks):
         nb = nbformat.read(path, as_version=4)
         nbformat.write((first if number == 0 and first else transform)(nb), folder / path.name)
@@ -104,11 +124,21 @@ def write_set(notebooks: list[Path], folder: Path, transform, first=None) -> Pat
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dest", type=Path, default=ROOT / "_build" / "workshop")
+    parser.add_argument("--language", choices=sorted(EDITIONS), default="en")
+    parser.add_argument("--dest", type=Path, help="default: _build/workshop, or workshop-zh_CN")
     args = parser.parse_args()
-    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    suffix = "" if args.language == "en" else f"-{args.language}"
+    args.dest = args.dest or ROOT / "_build" / f"workshop{suffix}"
+    notes = EDITIONS[args.language]
+    notebooks = sorted(notes["notebooks"].glob("*.ipynb"))
+    if not notebooks:
+        raise SystemExit(f"error: no notebooks in {notes['notebooks']}")
     sets = (
-        ("student", student_version, first_student_version),
+        (
+            "student",
+            lambda nb: student_version(nb, notes["student"]),
+            lambda nb: first_student_version(nb, args.language),
+        ),
         ("instructor", instructor_version, None),
     )
     for name, transform, first in sets:
