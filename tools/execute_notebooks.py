@@ -8,13 +8,21 @@ follows renders those outputs instead of running the notebook again. A cell may 
 `execute.timeout` seconds of `_config.yml`, the one per-cell timeout that the book build
 (myst-nb) and every other run of the notebooks read too.
 
-Usage: python tools/execute_notebooks.py [--workers N] [NOTEBOOK ...]
+With `--reuse`, a run over every notebook is not repeated when nothing it depends on has
+changed since the last run that passed: the notebooks, the helpers, the tools, the
+configuration, the pinned packages and the Python version, hashed together into one key
+(`make test` passes it; it says so, and `make notebooks` always runs them).
+
+Usage: python tools/execute_notebooks.py [--workers N] [--reuse] [NOTEBOOK ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -31,6 +39,16 @@ STAGE = ROOT / ".executed"
 CACHE = ROOT / "_build" / ".jupyter_cache"
 JUNIT = STAGE / "nbmake-report.xml"
 CONFIG = ROOT / "_config.yml"
+PASSED = ROOT / "_build" / "test-times" / "notebooks-passed.json"
+# What a notebook's run depends on, besides the notebooks themselves.
+INPUTS = (
+    "src",
+    "tools",
+    "_config.yml",
+    "pyproject.toml",
+    "requirements-lock.txt",
+    "requirements-nodeps.txt",
+)
 
 
 def cell_timeout(config: Path = CONFIG) -> int:
@@ -120,18 +138,60 @@ def cache_results(sources: list[Path], staged: list[Path]) -> int:
     return stored
 
 
+def inputs_key(sources: list[Path]) -> str:
+    """Return the SHA-256 of everything the notebooks' results depend on (see INPUTS)."""
+    digest = hashlib.sha256(f"{platform.python_version()} {sys.platform}".encode())
+    files = list(sources)
+    for name in INPUTS:
+        path = ROOT / name
+        files += (
+            sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+            if path.is_dir()
+            else [path]
+        )
+    for path in files:
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def reusable(sources: list[Path], key: str) -> bool:
+    """Whether the last passing run had this key and the cache still holds every notebook."""
+    if not PASSED.exists() or json.loads(PASSED.read_text()).get("key") != key:
+        return False
+    cache = get_cache(str(CACHE))
+    for source in sources:
+        try:
+            cache.match_cache_notebook(nbformat.read(source, as_version=4))
+        except KeyError:
+            return False
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--workers", type=int, default=1, help="notebooks run in parallel")
+    parser.add_argument("--reuse", action="store_true", help="skip a run whose inputs passed")
     args = parser.parse_args()
-    sources = [p.resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    every = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    sources = [p.resolve() for p in args.notebooks] or every
     if not sources:
         raise SystemExit("error: no notebooks found in notebooks/")
+    key = inputs_key(every)
+    if args.reuse and sources == every and reusable(sources, key):
+        print(
+            f"All {len(sources)} notebooks passed with exactly these inputs (key {key[:12]}); "
+            "not run again. Their outputs come from the execution cache; `make notebooks` "
+            "runs them."
+        )
+        return 0
     staged = stage(sources)
     code = run_nbmake(staged, args.workers, cell_timeout())
     stored = cache_results(sources, staged)
     print(f"{stored} of {len(sources)} executed notebooks stored in {CACHE.relative_to(ROOT)}")
+    if code == 0 and sources == every and stored == len(every):
+        PASSED.parent.mkdir(parents=True, exist_ok=True)
+        PASSED.write_text(json.dumps({"key": key}) + "\n")
     return code
 
 
