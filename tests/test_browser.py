@@ -5,7 +5,7 @@ every page of _build/html, served on loopback. A page fails on a console error, 
 failed or blocked request, an equation MathJax did not render, a widget the widget
 manager did not render, or an image without alt text or whose alt text is a file name
 (myst-nb's default for a figure output without `mystnb.image.alt`). Search must find a
-known word.
+known word. The Chinese edition (zh/) goes through the same checks.
 Screenshots of a few pages are kept in _build/screenshots/.
 """
 
@@ -90,9 +90,9 @@ def book_pages() -> list[str]:
     pages = []
     for path in HTML.rglob("*.html"):
         relative = path.relative_to(HTML)
-        if relative.parts[0].startswith("_"):
+        if any(part.startswith("_") for part in relative.parts):  # _static, _sources
             continue
-        if len(relative.parts) == 1 and path.stem in top_level_skip:
+        if relative.parts[:-1] in ((), ("zh",)) and path.stem in top_level_skip:
             continue
         pages.append(relative.with_suffix("").as_posix())
     return sorted(pages) or ["(no built book)"]
@@ -169,10 +169,11 @@ def test_page_renders_offline(browser, site, path: str):
     assert not visit.problems, f"{path}.html:\n" + "\n".join(visit.problems)
 
 
-def test_search_finds_a_known_word(browser, site):
+@pytest.mark.parametrize("search", ["search.html?q=gradient", "zh/search.html?q=张量"])
+def test_search_finds_a_known_word(browser, site, search: str):
     visit = PageVisit(browser, site)
     try:
-        visit.open("search.html?q=gradient")
+        visit.open(search)
         results = visit.page.locator("#search-results li")
         results.first.wait_for(timeout=15_000)
         assert results.count() > 0

@@ -1,13 +1,15 @@
 """Checks of the built HTML book (`make test` runs them after the strict build).
 
-They read the pages in _build/html: everything a page loads must come from the book
-itself, math must use the bundled MathJax, widgets the bundled widget manager, search
-must know the book's words, launch buttons must open each notebook's own path, and no
-TensorFlow start-up noise may reach a page.
+They read the pages in _build/html, the Chinese edition in _build/html/zh included:
+everything a page loads must come from the book itself, math must use the bundled
+MathJax, widgets the bundled widget manager, search must know the book's words, launch
+buttons must open each notebook's own path, and no TensorFlow start-up noise may reach a
+page. Every page links to itself in the other edition, and the Chinese pages are Chinese.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -19,6 +21,8 @@ pytestmark = pytest.mark.book
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
+ZH = HTML / "zh"
+CJK = re.compile(r"[\u4e00-\u9fff]")
 TF_NOISE = ("cpu_feature_guard", "absl::InitializeLog", "oneDNN custom operations")
 
 
@@ -107,6 +111,67 @@ def test_launch_buttons_open_each_notebooks_own_path():
         links = [a.get("href", "") for a in soup(page).find_all("a")]
         colab = f"https://colab.research.google.com/github/{slug}/blob/{repo['branch']}/notebooks/{notebook.name}"
         assert colab in links, f"{page.relative_to(HTML)} has no Colab button for {notebook.name}"
+
+
+def english_pages() -> list[Path]:
+    """Return the English edition's own pages (the Chinese ones live in zh/)."""
+    return [p for p in pages() if ZH not in p.parents and p.parent != HTML]
+
+
+def edition_link(page: Path) -> Path:
+    """Return the page that `page`'s language button and hreflang link point to."""
+    doc = soup(page)
+    button = doc.select_one(
+        'a[href][title="Read this page in English"], a[href][title="阅读本页的中文版"]'
+    )
+    alternate = doc.find("link", rel="alternate", hreflang=True)
+    assert button is not None and alternate is not None, f"{page.relative_to(HTML)}: no link"
+    assert button["href"] == alternate["href"]
+    return local_target(page, button["href"])
+
+
+def test_every_page_links_to_itself_in_the_other_edition():
+    english = english_pages()
+    assert len(english) > 30
+    for page in english:
+        chinese = ZH / page.relative_to(HTML)
+        assert edition_link(page) == chinese.resolve(), page.relative_to(HTML)
+        assert chinese.is_file(), f"no Chinese {page.relative_to(HTML)}"
+        assert edition_link(chinese) == page.resolve(), chinese.relative_to(HTML)
+
+
+def test_chinese_pages_are_in_chinese():
+    # The prose, not the code or what it printed: Chinese characters outnumber Latin
+    # letters on every page but the bibliography, whose entries are the works' own titles.
+    for page in english_pages():
+        chinese = ZH / page.relative_to(HTML)
+        doc = soup(chinese)
+        assert doc.html.get("lang") == "zh-CN", chinese.relative_to(HTML)
+        if page.name == "references.html":
+            continue
+        article = doc.select_one("article")
+        for tag in article.select("pre, code, .cell_output, .math, .highlight"):
+            tag.decompose()
+        text = article.get_text(" ")
+        cjk, latin = len(CJK.findall(text)), len(re.findall(r"[A-Za-z]", text))
+        assert cjk > latin, f"{chinese.relative_to(HTML)}: {cjk} Chinese to {latin} Latin"
+
+
+def test_chinese_launch_buttons_open_the_chinese_notebooks():
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    slug = repo["url"].removeprefix("https://github.com/")
+    for notebook in sorted((ROOT / "notebooks" / "zh").glob("*.ipynb")):
+        page = ZH / "notebooks" / f"{notebook.stem}.html"
+        links = [a.get("href", "") for a in soup(page).find_all("a")]
+        colab = f"https://colab.research.google.com/github/{slug}/blob/{repo['branch']}/notebooks/zh/{notebook.name}"
+        assert colab in links, f"{page.relative_to(HTML)} has no Colab button for {notebook.name}"
+
+
+def test_chinese_search_index_knows_chinese_words():
+    text = (ZH / "searchindex.js").read_text(encoding="utf-8")
+    terms = json.loads(text[text.index("(") + 1 : text.rindex(")")])["terms"]
+    for word in ("张量", "梯度", "微调", "pytorch"):  # jieba's words, and Latin ones
+        assert word in terms, f"Chinese search index lacks {word!r}"
 
 
 def test_framework_tabs_are_synchronised():

@@ -31,6 +31,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 from jupyter_book.sphinx import build_sphinx
 from jupyter_cache import get_cache
+from markdown_it import MarkdownIt
 from myst_nb.core.render import base_render_priority
 from sphinx_intl import basic
 
@@ -125,9 +126,17 @@ ROLE = re.compile(r"\{([\w:]+)\}`([^`]*)`")
 CODE = re.compile(r"(`+)(?:(?!\1).)+?\1")
 MATH = re.compile(r"\$\$?[^$]+\$\$?")
 LINK_TARGET = re.compile(r"\]\(([^)\s]+)\)")
-# A closing `**` or `*` right after full-width punctuation and before a character is not
-# a closing delimiter in CommonMark: the asterisks would show on the page.
-STUCK_EMPHASIS = re.compile(r"[，。：；！？、）”](\*\*?|_)(?=[^\s*，。：；！？、）”])")
+MARKDOWN = MarkdownIt("commonmark")
+RENDERED_CODE = re.compile(r"<code>.*?</code>", re.DOTALL)
+
+
+def stray_asterisks(text: str) -> int:
+    """Return how many asterisks of `text` CommonMark leaves as text, outside code.
+
+    In Chinese this catches `**注意：**后面`: a closing `**` after punctuation and before
+    a letter does not close, so both pairs of asterisks would show on the page.
+    """
+    return RENDERED_CODE.sub("", MARKDOWN.renderInline(text)).count("*")
 
 
 def markup_problems(english: str, chinese: str) -> list[str]:
@@ -141,14 +150,15 @@ def markup_problems(english: str, chinese: str) -> list[str]:
         if targets[0] != targets[1]:
             found.append(f"its {{{role}}} targets differ from the English")
     without_roles = [ROLE.sub("", text) for text in (english, chinese)]
-    if sorted(CODE.findall(without_roles[0])) != sorted(CODE.findall(without_roles[1])):
+    spans = [sorted(m.group(0) for m in CODE.finditer(text)) for text in without_roles]
+    if spans[0] != spans[1]:
         found.append("its inline code differs from the English")
     if sorted(MATH.findall(english)) != sorted(MATH.findall(chinese)):
         found.append("its math differs from the English")
     if sorted(LINK_TARGET.findall(english)) != sorted(LINK_TARGET.findall(chinese)):
         found.append("its link targets differ from the English")
-    if STUCK_EMPHASIS.search(chinese):
-        found.append("emphasis closes after punctuation, so its asterisks would show")
+    if stray_asterisks(chinese) > stray_asterisks(english):
+        found.append("its emphasis does not close, so its asterisks would show")
     return found
 
 
@@ -162,23 +172,26 @@ def read_catalog(path: Path) -> Catalog:
         return read_po(stream)
 
 
-def catalog_problems(pot_dir: Path) -> list[str]:
-    """Return every catalogue problem, one line each naming the file and the message."""
+def catalog_problems(pot_dir: Path, messages: Path = MESSAGES) -> list[str]:
+    """Return every catalogue problem, one line each naming the file and the message.
+
+    `pot_dir` holds the freshly extracted .pot files, `messages` the .po files.
+    """
     found = []
     pages = {p.relative_to(pot_dir).with_suffix("") for p in pot_dir.rglob("*.pot")}
-    kept = {p.relative_to(MESSAGES).with_suffix("") for p in MESSAGES.rglob("*.po")}
+    kept = {p.relative_to(messages).with_suffix("") for p in messages.rglob("*.po")}
     for page in sorted(kept - pages):
-        found.append(f"{_po(page)}: no such page any more; delete the file")
+        found.append(f"{_po(page, messages)}: no such page any more; delete the file")
     for page in sorted(pages):
-        po_path = MESSAGES / page.with_suffix(".po")
+        po_path = messages / page.with_suffix(".po")
         if not po_path.exists():
-            found.append(f"{_po(page)}: missing; run `python tools/i18n.py extract`")
+            found.append(f"{_po(page, messages)}: missing; run `python tools/i18n.py extract`")
             continue
         po = read_catalog(po_path)
         for message in read_catalog(pot_dir / page.with_suffix(".pot")):
             if not message.id:
                 continue
-            where = f"{_po(page)}: {_short(message.id)}"
+            where = f"{_po(page, messages)}: {_short(message.id)}"
             entry = po.get(message.id)
             if entry is None:
                 found.append(f"{where}: new English text; run `python tools/i18n.py extract`")
@@ -191,12 +204,15 @@ def catalog_problems(pot_dir: Path) -> list[str]:
                     f"{where}: {problem}" for problem in markup_problems(message.id, entry.string)
                 ]
         if po.obsolete:
-            found.append(f"{_po(page)}: {len(po.obsolete)} obsolete messages; run extract")
+            found.append(
+                f"{_po(page, messages)}: {len(po.obsolete)} obsolete messages; run extract"
+            )
     return found
 
 
-def _po(page: Path) -> str:
-    return (MESSAGES / page.with_suffix(".po")).relative_to(ROOT).as_posix()
+def _po(page: Path, messages: Path) -> str:
+    path = messages / page.with_suffix(".po")
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
 def _short(text: str) -> str:
