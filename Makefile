@@ -21,9 +21,12 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Notebooks executed in parallel by `make test` (the kernels then share the cores).
+# Notebooks executed in parallel by `make test`, each kernel on one thread: 2 workers ran
+# the 20 notebooks in 402 s against 647 s for 1 on 2 cores (CONTRIBUTING, "The cost of make test").
 # (The seconds one cell may run are set once, as execute.timeout in _config.yml.)
-NOTEBOOK_WORKERS ?= 1
+NOTEBOOK_WORKERS ?= 2
+# pytest-xdist workers for the unit tests (whole files per worker) and the page checks.
+TEST_WORKERS ?= 2
 # `make test` sets --reuse: a run whose every input is unchanged since it passed is not
 # repeated (tools/execute_notebooks.py says so); `make notebooks` always runs them.
 NOTEBOOK_REUSE ?=
@@ -77,7 +80,7 @@ hygiene: $(STAMP)
 
 unit: $(STAMP) data
 	@echo "[step] unit tests"; $(TIMED) unit $(PY) -m pytest -m "not book and not browser" -q \
-		--junitxml=_build/test-times/unit.xml
+		-n $(TEST_WORKERS) --dist loadfile --junitxml=_build/test-times/unit.xml
 
 notebooks: $(STAMP) data
 	@echo "[step] notebooks"; $(TIMED) notebooks $(PY) tools/execute_notebooks.py --workers $(NOTEBOOK_WORKERS) $(NOTEBOOK_REUSE)
@@ -94,7 +97,7 @@ zh-book: $(STAMP) web-assets data notebooks strict-book
 
 book-checks: $(STAMP) strict-book zh-book
 	@echo "[step] checks of the built pages, in headless Chromium"; $(TIMED) book-checks $(PY) -m pytest -m "book or browser" -q \
-		--junitxml=_build/test-times/book-checks.xml
+		-n $(TEST_WORKERS) --junitxml=_build/test-times/book-checks.xml
 
 # Every notebook on Google Colab's own package set (tools/colab/pip-freeze.cpu.txt), in a
 # Python 3.13 venv in _build/colab-venv (about 7.5 GB, a few GB downloaded once). Not in `make test`.
