@@ -99,10 +99,18 @@ def test_a_failing_benchmark_keeps_its_figures_and_the_others_run(tmp_path, monk
     results = tmp_path / "results.json"
     monkeypatch.setattr(run_benchmarks, "ROOT", tmp_path)
     monkeypatch.setattr(run_benchmarks, "RESULTS", results)
+    phases = tmp_path / "phases.jsonl"
+    phases.write_text(
+        '{"phase": "install", "seconds": 40.1, "status": 0}\n'
+        '{"phase": "zh-book", "seconds": 41.5, "status": 0}\n'
+    )
+    monkeypatch.setattr(run_benchmarks, "PHASES", phases)
     monkeypatch.setattr("sys.argv", ["run_benchmarks.py"])
     assert run_benchmarks.main() == 1
     figures = json.loads(results.read_text())
     assert figures["suite_s"] == 12.5 and figures["speed"] == 3
+    assert figures["make_test_phases_s_install"] == 40.1
+    assert figures["make_test_phases_s_zh_book"] == 41.5
     assert "failed: a_check.py" in capsys.readouterr().err
 
     (tmp_path / "benchmarks" / "b_speed.py").write_text("print('{\"speed\": 4}')\n")

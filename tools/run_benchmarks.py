@@ -8,7 +8,9 @@ the wall time of each script. Two scripts reporting the same figure is an error.
 A script that fails (a check inside it, such as the reproducibility of the notebooks)
 does not stop the others: its figures are kept when it printed them, and the run exits
 with status 1 naming it. Naming scripts reruns only those and updates their figures in
-an existing results file.
+an existing results file. The wall time of each phase of the last `make test` in this
+clone (`_build/test-times/phases.jsonl`, written by tools/timed.py) is recorded too, as
+`make_test_phases_s_<phase>`, so the build's own cost is tracked with the other figures.
 
 Usage: python tools/run_benchmarks.py [NAME ...]
 """
@@ -24,6 +26,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "_build" / "bench" / "results.json"
+PHASES = ROOT / "_build" / "test-times" / "phases.jsonl"
+
+
+def make_test_phases() -> dict[str, float]:
+    """Return `make_test_phases_s_<phase>` for each phase of the last `make test` here."""
+    if not PHASES.exists():
+        print("no `make test` recorded in this clone: no make_test_phases_s figures")
+        return {}
+    records = [json.loads(line) for line in PHASES.read_text().splitlines() if line.strip()]
+    return {f"make_test_phases_s_{r['phase'].replace('-', '_')}": r["seconds"] for r in records}
 
 
 def figures_from(output: str, script: Path) -> dict[str, float]:
@@ -77,6 +89,7 @@ def main() -> int:
             seen.add(name)
             results[name] = value
         results[f"bench_{script.stem}_s"] = round(elapsed, 2)
+    results.update(make_test_phases())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"{len(results)} figures written to {RESULTS.relative_to(ROOT)}")
