@@ -22,11 +22,13 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # uv installs the same pins as pip in a fraction of the time (measured in CONTRIBUTING's
 # budget). It does not read pip's configuration, so the find-links folders that pip is
-# configured with (a machine's local wheels) are passed on. INSTALLER=pip uses pip alone.
+# configured with (a machine's local wheels) are passed on; like pip, it compiles the
+# bytecode at install time (else the first imports of every test process compile it).
+# INSTALLER=pip uses pip alone.
 installer=${INSTALLER:-uv}
 install() {  # install ARGS... with the chosen installer
   if [ "$installer" = uv ]; then
-    "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" "${find_links[@]}" "$@"
+    "$venv/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" "${find_links[@]}" "$@"
   else
     "$venv/bin/python" -m pip install --disable-pip-version-check -q "$@"
   fi
