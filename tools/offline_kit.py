@@ -521,11 +521,15 @@ def copy_handouts_and_book(kit: Path, with_book: bool) -> None:
     subprocess.run(
         [program("tar"), "-x", "-C", str(kit / "source")], input=archive.stdout, check=True
     )
-    with tempfile.TemporaryDirectory() as handouts:
-        workshop = [sys.executable, str(kit / "source" / "tools" / "workshop.py")]
-        subprocess.run(workshop + ["--dest", handouts], check=True, stdout=subprocess.DEVNULL)
-        for handout in ("student", "instructor"):
-            shutil.move(Path(handouts) / handout, kit / handout)
+    # English handouts in student/ and instructor/, Chinese ones in student-zh_CN/ and
+    # instructor-zh_CN/ (from the committed Chinese notebooks of the same source).
+    for language, suffix in (("en", ""), ("zh_CN", "-zh_CN")):
+        with tempfile.TemporaryDirectory() as handouts:
+            workshop = [sys.executable, str(kit / "source" / "tools" / "workshop.py")]
+            workshop += ["--language", language, "--dest", handouts]
+            subprocess.run(workshop, check=True, stdout=subprocess.DEVNULL)
+            for handout in ("student", "instructor"):
+                shutil.move(Path(handouts) / handout, kit / f"{handout}{suffix}")
     if with_book:
         shutil.copytree(BUILD / "html", kit / "book")
     if (BUILD / "npm-packs").exists():  # MathJax and the widget manager, to rebuild the book
@@ -715,8 +719,10 @@ def readme(manifest: dict) -> str:
 README = """# Offline kit: Frameworks for Large Models
 
 Everything here works without a network: a wheelhouse of the book's packages for each
-kind of laptop below, the data sets, the student and instructor notebooks, the rendered
-book (`book/index.html`, if it was built with one) and the book's source. Built {built}.
+kind of laptop below, the data sets, the student and instructor notebooks (in Chinese in
+`student-zh_CN/` and `instructor-zh_CN/`), the rendered book (`book/index.html`, its
+Chinese edition `book/zh/index.html`, if it was built with one) and the book's source.
+Built {built}.
 
 | platform | laptops | Python (free disk set-up needs) |
 |---|---|---|
