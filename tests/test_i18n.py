@@ -33,6 +33,8 @@ ENGLISH = sorted((ROOT / "notebooks").glob("*.ipynb"))
         ("The {term}`tensor`.", "张量。", "roles"),
         ("**Note:** it runs.", "**注意：**它会运行。", "asterisks"),
         ("**Note:** it runs.", "**注意**：它会运行。", None),
+        ("1. Tensors", "1. 张量", "list item"),  # a numbered heading's text, translated
+        ("1. Tensors", "1\\. 张量", None),
     ],
 )
 def test_markup_problems(english, chinese, problem):

@@ -126,6 +126,9 @@ ROLE = re.compile(r"\{([\w:]+)\}`([^`]*)`")
 CODE = re.compile(r"(`+)(?:(?!\1).)+?\1")
 MATH = re.compile(r"\$\$?[^$]+\$\$?")
 LINK_TARGET = re.compile(r"\]\(([^)\s]+)\)")
+# A translation that starts like a list item, heading or quote is parsed as one by Sphinx,
+# which then drops it (it keeps only translations that parse as a paragraph).
+BLOCK_START = re.compile(r"\s*(\d+[.)]|[-*+]|#{1,6}|>)(\s|$)")
 MARKDOWN = MarkdownIt("commonmark")
 RENDERED_CODE = re.compile(r"<code>.*?</code>", re.DOTALL)
 
@@ -157,6 +160,11 @@ def markup_problems(english: str, chinese: str) -> list[str]:
         found.append("its math differs from the English")
     if sorted(LINK_TARGET.findall(english)) != sorted(LINK_TARGET.findall(chinese)):
         found.append("its link targets differ from the English")
+    if chinese != english and BLOCK_START.match(chinese):
+        found.append(
+            "it starts like a list item, heading or quote, so Sphinx would drop it; "
+            "escape the first mark (`1\\.`, `\\-`)"
+        )
     if stray_asterisks(chinese) > stray_asterisks(english):
         found.append("its emphasis does not close, so its asterisks would show")
     return found

@@ -8,6 +8,8 @@ the English pages (tools/i18n.py). On every page this extension:
 - keeps the text of code cells' outputs out of the catalogues and untranslated (it is
   what the code printed, the same in both editions), but not their figures' alt text;
 - indexes Chinese pages for search without Sphinx 7.4's quadratic cost (below);
+- translates the table of contents' part captions, which sphinx-external-toc inserts
+  after Sphinx's i18n has run;
 - translates the alt text of widget figures, which myst-nb takes from cell metadata
   rather than from an image node, so Sphinx's own i18n never sees it; the gettext
   builder extracts it here for the same reason.
@@ -20,6 +22,7 @@ from os import path
 from typing import Any
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.builders.gettext import MsgOrigin
 from sphinx.locale import init as init_locale
@@ -114,16 +117,15 @@ def widget_alt_messages(doctree: nodes.document) -> list[tuple[nodes.Element, st
     return found
 
 
-def _translate_widget_alt(app: Sphinx, doctree: nodes.document) -> None:
-    docname = app.env.docname
+def _translate_late_messages(app: Sphinx, doctree: nodes.document) -> None:
+    """Translate widget alt text and toctree captions, which Sphinx's i18n never sees."""
+    if app.builder.name == "gettext" or not _is_chinese(app):
+        return  # the gettext builder extracts them as they are (_extract_widget_alt)
     widgets = widget_alt_messages(doctree)
-    if not widgets:
+    toctrees = [node for node in doctree.findall(addnodes.toctree) if node.get("caption")]
+    if not widgets and not toctrees:
         return
-    if app.builder.name == "gettext":
-        return  # extracted when the gettext builder writes the page (_extract_widget_alt)
-    if not _is_chinese(app):
-        return
-    domain = docname_to_domain(docname, app.config.gettext_compact)
+    domain = docname_to_domain(app.env.docname, app.config.gettext_compact)
     dirs = [path.join(app.srcdir, folder) for folder in app.config.locale_dirs]
     catalog, has_catalog = init_locale(dirs, app.config.language, domain)
     if not has_catalog:
@@ -131,6 +133,8 @@ def _translate_widget_alt(app: Sphinx, doctree: nodes.document) -> None:
     for cell, alt in widgets:
         metadata = cell["cell_metadata"]["mystnb"]["image"]
         metadata["alt"] = catalog.gettext(alt)
+    for toctree in toctrees:
+        toctree["caption"] = toctree["rawcaption"] = catalog.gettext(toctree["caption"])
 
 
 def _extract_widget_alt(app: Sphinx, doctree: nodes.document, docname: str) -> None:
@@ -146,6 +150,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("html-page-context", _link_editions, priority=600)
     app.add_transform(KeepOutputsUntranslated)
     app.add_search_language(ChineseSearch)
-    app.connect("doctree-read", _translate_widget_alt)
+    app.connect("doctree-read", _translate_late_messages)
     app.connect("doctree-resolved", _extract_widget_alt)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
